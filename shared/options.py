@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from impasto.shared.errors import BAD_OPTIONS, ImpastoError
+
 # Named presets. Strength scales the style weight; quality picks the iteration budget.
 STRENGTH_PRESETS: dict[str, float] = {"subtle": 0.3, "balanced": 1.0, "strong": 3.0}
 QUALITY_PRESETS: dict[str, int] = {"draft": 150, "standard": 300, "fine": 600}
@@ -40,8 +42,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-class OptionsError(ValueError):
+class OptionsError(ImpastoError, ValueError):
     """An option value that cannot be used; ``field`` names the option."""
+
+    code = BAD_OPTIONS
 
     def __init__(self, field_name: str, message: str):
         super().__init__(f"option '{field_name}': {message}")

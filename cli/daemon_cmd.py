@@ -1,0 +1,68 @@
+"""`impasto daemon start|stop|status`: manage the background daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from impasto.cli.progress import format_seconds
+from impasto.plugin import daemonctl
+from impasto.shared import paths
+from impasto.shared.errors import DAEMON_UNAVAILABLE, ImpastoError
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoint = paths.check_endpoint(args.endpoint or paths.default_endpoint())
+    if args.action == "start":
+        return _start(endpoint, args)
+    if args.action == "stop":
+        stopped = daemonctl.stop(endpoint)
+        print(f"stopped the daemon on {endpoint}" if stopped else f"no daemon on {endpoint}")
+        return 0
+    return _status(endpoint, args.json)
+
+
+def _start(endpoint: str, args: argparse.Namespace) -> int:
+    extra: list[str] = []
+    if args.device:
+        extra += ["--device", args.device]
+    if args.curve:
+        extra.append("--curve")
+    if args.insecure:
+        extra.append("--insecure")
+    already = daemonctl.status(endpoint, timeout=1.0)
+    info = already or daemonctl.start(endpoint, args=extra)
+    verb = "already running" if already else "started"
+    print(f"daemon {verb} on {endpoint} (pid {info.get('pid', '?')})")
+    print(f"log: {paths.log_file(endpoint)}")
+    return 0
+
+
+def _status(endpoint: str, as_json: bool) -> int:
+    info = daemonctl.status(endpoint)
+    if info is None:
+        raise ImpastoError(
+            f"no daemon answers on {endpoint} (start one with `impasto daemon start`)",
+            DAEMON_UNAVAILABLE,
+        )
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"endpoint:  {info.get('endpoint', endpoint)}")
+    for key in ("version", "pid", "devices", "model_loaded", "queued", "running"):
+        if key in info:
+            print(f"{key + ':':<10} {_show(info[key])}")
+    if "uptime" in info:
+        print(f"uptime:    {format_seconds(info['uptime'])}")
+    if "memory" in info:
+        print(f"memory:    {_show(info['memory'])}")
+    print(f"log:       {paths.log_file(endpoint)}")
+    return 0
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_show(v) for v in value) or "none"
+    return str(value)
