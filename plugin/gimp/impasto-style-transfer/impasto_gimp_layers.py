@@ -1,0 +1,119 @@
+"""Frames into layers: a layer group, or an animation stack GIMP can play back.
+
+Each frame lands at the stylised region's offset and size (scaled back up when the job
+ran size-capped), with a layer mask from the selection so that pixels outside the
+selection stay as they were. All of it happens inside the caller's undo group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from impasto_gimp_pixels import write_layer
+
+from impasto.plugin.hostjob import JobFrame, frame_layer_name, group_layer_name
+
+from gi.repository import Gimp  # isort: skip
+
+
+@dataclass
+class Region:
+    """Where the result goes, in image coordinates, and whether a selection masks it."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    masked: bool
+
+
+def selection_region(image: Gimp.Image, drawable: Gimp.Drawable) -> Region | None:
+    """The drawable's area inside the selection's bounds (all of it without a selection).
+
+    None when the selection does not touch the drawable.
+    """
+    _ok, dx, dy = drawable.get_offsets()
+    x0, y0 = dx, dy
+    x1, y1 = dx + drawable.get_width(), dy + drawable.get_height()
+    _ok, non_empty, sx0, sy0, sx1, sy1 = Gimp.Selection.bounds(image)
+    if not non_empty:
+        return Region(x0, y0, x1 - x0, y1 - y0, masked=False)
+    x0, y0, x1, y1 = max(x0, sx0), max(y0, sy0), min(x1, sx1), min(y1, sy1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return Region(x0, y0, x1 - x0, y1 - y0, masked=True)
+
+
+def feathered_selection(image: Gimp.Image, radius: float) -> Gimp.Channel | None:
+    """Feather the selection in place; returns the saved original to restore (or None)."""
+    if radius <= 0 or Gimp.Selection.is_empty(image):
+        return None
+    saved = Gimp.Selection.save(image)
+    Gimp.Selection.feather(image, radius)
+    return saved
+
+
+def restore_selection(image: Gimp.Image, saved: Gimp.Channel | None) -> None:
+    if saved is not None:
+        image.select_item(Gimp.ChannelOps.REPLACE, saved)
+        image.remove_channel(saved)
+
+
+def _frame_layer(image: Gimp.Image, name: str, region: Region) -> Gimp.Layer:
+    return Gimp.Layer.new(
+        image,
+        name,
+        region.width,
+        region.height,
+        Gimp.ImageType.RGBA_IMAGE,
+        100.0,
+        Gimp.LayerMode.NORMAL,
+    )
+
+
+def _finish(layer: Gimp.Layer, frame: JobFrame, region: Region) -> None:
+    """Pixels, place and mask of a layer already in the image."""
+    write_layer(layer, frame.image)
+    layer.set_offsets(region.x, region.y)
+    if region.masked:
+        layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+
+
+def insert_frames(
+    image: Gimp.Image,
+    above: Gimp.Layer,
+    frames: list[JobFrame],
+    region: Region,
+    style_name: str,
+    total: int,
+    placement: str,
+    delay_ms: int,
+) -> list[Gimp.Layer]:
+    """Insert the frames (oldest lowest, the final one on top) above ``above``.
+
+    "group": a layer group named for the style, intermediate frames hidden.
+    "animation": layers beside the source named "… (NNN ms)", all visible, for
+    Filters > Animation > Playback and GIF export (which play top-level layers).
+    """
+    parent = above.get_parent()
+    position = image.get_item_position(above)
+    group = None
+    if placement == "group":
+        group = Gimp.GroupLayer.new(image, group_layer_name(style_name))
+        image.insert_layer(group, parent, position)
+        parent, position = group, 0
+    layers = []
+    for frame in frames:
+        if placement == "animation":
+            name = frame_layer_name(
+                style_name, frame.iteration, total, final=frame.final, delay_ms=delay_ms
+            )
+        else:
+            name = frame.label
+        layer = _frame_layer(image, name, region)
+        image.insert_layer(layer, parent, position)  # each new frame goes on top
+        _finish(layer, frame, region)
+        if group is not None and not frame.final:
+            layer.set_visible(False)
+        layers.append(layer)
+    return ([group] if group is not None else []) + layers
