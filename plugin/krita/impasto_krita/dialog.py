@@ -1,0 +1,397 @@
+"""The dialog: pick styles and settings, watch progress, cancel; remembers the settings.
+
+Only widgets live here. A QTimer pumps the KritaRun every 100 ms, so Krita's UI keeps
+responding while the daemon works; frames are inserted when the job ends (also after
+Cancel, which keeps the frames so far).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from krita import Krita
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtGui import QPixmap
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from impasto.plugin.hostjob import DEFAULT_SETTINGS, describe_error, format_eta
+from impasto.shared.errors import ImpastoError
+from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
+
+from . import qtimage
+from .adapter import KritaRun
+
+SETTINGS_GROUP = "impasto"
+MAX_STYLE_ROWS = 4
+FILE_ITEM = "Image file…"
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp)"
+
+
+class StyleRow(QWidget):
+    """One style: a file or a layer of an open document, and its blend weight."""
+
+    def __init__(self, dialog: StyleTransferDialog):
+        super().__init__()
+        self.dialog = dialog
+        self.source = QComboBox()
+        self.source.setMinimumWidth(280)
+        self.source.activated.connect(self._picked)
+        self.weight = QDoubleSpinBox()
+        self.weight.setRange(0.0, 100.0)
+        self.weight.setSingleStep(0.1)
+        self.weight.setValue(1.0)
+        self.weight.setToolTip("Blend weight of this style")
+        remove = QPushButton("✕")
+        remove.setFixedWidth(28)
+        remove.setToolTip("Remove this style")
+        remove.clicked.connect(lambda: dialog.remove_style_row(self))
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.source, 1)
+        row.addWidget(QLabel("weight"))
+        row.addWidget(self.weight)
+        row.addWidget(remove)
+        self.fill()
+
+    def fill(self, keep: Any = None) -> None:
+        keep = keep if keep is not None else self.value()
+        self.source.clear()
+        self.source.addItem("(choose a style)", None)
+        for path in self.dialog.recent_files:
+            self.source.addItem(path.rsplit("/", 1)[-1], path)
+            self.source.setItemData(self.source.count() - 1, path, Qt.ToolTipRole)
+        for doc in Krita.instance().documents():
+            for node in _layers(doc.rootNode()):
+                self.source.addItem(f"{_doc_name(doc)} › {node.name()}", node)
+        self.source.addItem(FILE_ITEM, FILE_ITEM)
+        self.set_value(keep)
+
+    def set_value(self, value: Any) -> None:
+        if value is None:
+            self.source.setCurrentIndex(0)
+            return
+        for i in range(self.source.count()):
+            if self.source.itemData(i) is value or self.source.itemData(i) == value:
+                self.source.setCurrentIndex(i)
+                return
+        if isinstance(value, str):
+            self.source.insertItem(1, value.rsplit("/", 1)[-1], value)
+            self.source.setCurrentIndex(1)
+
+    def value(self) -> Any:
+        data = self.source.currentData()
+        return None if data in (None, FILE_ITEM) else data
+
+    def _picked(self, index: int) -> None:
+        if self.source.itemData(index) != FILE_ITEM:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Style image", "", IMAGE_FILTER)
+        if path:
+            self.dialog.remember_file(path)
+            self.set_value(path)
+        else:
+            self.source.setCurrentIndex(0)
+
+
+class StyleTransferDialog(QDialog):
+    """Settings on top, progress and Start / Cancel / Close at the bottom."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Neural Style Transfer (Impasto)")
+        self.run: KritaRun | None = None
+        self.last_error: str | None = None
+        self.error_box: QMessageBox | None = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self._tick)
+        saved = self._load_settings()
+        self.recent_files: list[str] = saved.pop("recent_files", [])
+        self._build(saved)
+
+    # -- layout -------------------------------------------------------------------------
+    def _build(self, s: dict[str, Any]) -> None:
+        root = QVBoxLayout(self)
+        styles = QGroupBox("Style images")
+        self.style_rows_box = QVBoxLayout(styles)
+        self.style_rows: list[StyleRow] = []
+        self.add_style = QPushButton("Add another style")
+        self.add_style.clicked.connect(lambda: self.add_style_row())
+        self.style_rows_box.addWidget(self.add_style)
+        weights = s.get("style_blend") or []
+        for i, path in enumerate(s.get("styles") or [None]):
+            row = self.add_style_row(path)
+            if i < len(weights):
+                row.weight.setValue(float(weights[i]))
+        root.addWidget(styles)
+
+        form = QFormLayout()
+        self.strength = _combo(CHOICES["strength"], s["strength"])
+        self.strength.setToolTip(
+            ", ".join(f"{k}: style weight × {v:g}" for k, v in STRENGTH_PRESETS.items())
+        )
+        form.addRow("Strength", self.strength)
+        self.size = QSpinBox()
+        self.size.setRange(0, 8192)
+        self.size.setSingleStep(64)
+        self.size.setSpecialValueText("Layer size")
+        self.size.setSuffix(" px")
+        self.size.setValue(int(s.get("size") or 0))
+        self.size.setToolTip("Cap the long edge of the result for speed; frames are scaled back")
+        form.addRow("Output size", self.size)
+        self.quality = _combo(CHOICES["quality"], s["quality"])
+        presets = QUALITY_PRESETS.items()
+        self.quality.setToolTip(", ".join(f"{k}: {v} iterations" for k, v in presets))
+        self.iterations = QSpinBox()
+        self.iterations.setRange(0, 100000)
+        self.iterations.setSpecialValueText("from quality")
+        self.iterations.setValue(int(s.get("iterations") or 0))
+        quality_row = QHBoxLayout()
+        quality_row.addWidget(self.quality)
+        quality_row.addWidget(QLabel("or iterations"))
+        quality_row.addWidget(self.iterations)
+        form.addRow("Quality", quality_row)
+        self.preserve = _combo(CHOICES["preserve_colors"], s["preserve_colors"])
+        form.addRow("Preserve colours", self.preserve)
+        self.frames = QSpinBox()
+        self.frames.setRange(0, 100)
+        self.frames.setValue(int(s.get("frames") if s.get("frames") is not None else 3))
+        self.frames.setToolTip("Progress frames kept as layers (the final image is always kept)")
+        form.addRow("Frames to keep", self.frames)
+        root.addLayout(form)
+
+        self.advanced = QGroupBox("Advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(bool(s.get("advanced")))
+        adv = QFormLayout(self.advanced)
+        self.use_weights = QCheckBox("Use these weights instead of the strength preset")
+        self.use_weights.setChecked(s.get("style_weight") is not None)
+        adv.addRow(self.use_weights)
+        self.style_weight = _number(s.get("style_weight") or 1.0)
+        self.content_weight = _number(s["content_weight"])
+        self.tv_weight = _number(s["tv_weight"])
+        adv.addRow("Style weight", self.style_weight)
+        adv.addRow("Content weight", self.content_weight)
+        adv.addRow("Smoothness (TV) weight", self.tv_weight)
+        self.seed = QSpinBox()
+        self.seed.setRange(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        self.seed.setValue(int(s["seed"]) if s.get("seed") is not None else -1)
+        adv.addRow("Seed", self.seed)
+        self.endpoint = QLineEdit(s.get("endpoint") or "")
+        self.endpoint.setPlaceholderText("default local daemon (tcp://127.0.0.1:5755)")
+        adv.addRow("Daemon", self.endpoint)
+        root.addWidget(self.advanced)
+
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumHeight(0)
+        root.addWidget(self.preview)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("Ready")
+        self.status.setWordWrap(True)
+        root.addWidget(self.progress)
+        root.addWidget(self.status)
+
+        buttons = QDialogButtonBox()
+        self.start_button = buttons.addButton("Stylise", QDialogButtonBox.AcceptRole)
+        self.cancel_button = buttons.addButton("Cancel job", QDialogButtonBox.DestructiveRole)
+        self.close_button = buttons.addButton("Close", QDialogButtonBox.RejectRole)
+        self.cancel_button.setEnabled(False)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.close)
+        root.addWidget(buttons)
+
+    def add_style_row(self, value: Any = None) -> StyleRow:
+        row = StyleRow(self)
+        row.set_value(value)
+        self.style_rows.append(row)
+        self.style_rows_box.insertWidget(len(self.style_rows) - 1, row)
+        self.add_style.setEnabled(len(self.style_rows) < MAX_STYLE_ROWS)
+        return row
+
+    def remove_style_row(self, row: StyleRow) -> None:
+        if len(self.style_rows) == 1:
+            row.set_value(None)
+            return
+        self.style_rows.remove(row)
+        row.setParent(None)
+        row.deleteLater()
+        self.add_style.setEnabled(True)
+
+    def refresh_sources(self) -> None:
+        """Re-list the layers of open documents (they change while the dialog is hidden)."""
+        for row in self.style_rows:
+            row.fill()
+
+    def remember_file(self, path: str) -> None:
+        self.recent_files = [path, *[p for p in self.recent_files if p != path][:9]]
+
+    # -- settings -------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The dialog's state under the CLI's option names (plus host settings)."""
+        styles = [r.value() for r in self.style_rows if r.value() is not None]
+        weights = [r.weight.value() for r in self.style_rows if r.value() is not None]
+        custom = self.advanced.isChecked() and self.use_weights.isChecked()
+        out = {
+            "strength": self.strength.currentText(),
+            "size": self.size.value() or None,
+            "quality": self.quality.currentText(),
+            "iterations": self.iterations.value() or None,
+            "preserve_colors": self.preserve.currentText(),
+            "frames": self.frames.value(),
+            "style_blend": weights if len(weights) > 1 else None,
+            "style_weight": self.style_weight.value() if custom else None,
+            "content_weight": self.content_weight.value(),
+            "tv_weight": self.tv_weight.value(),
+            "seed": self.seed.value() if self.seed.value() >= 0 else None,
+            "endpoint": self.endpoint.text().strip() or None,
+        }
+        return {"styles": styles, **out}
+
+    def _load_settings(self) -> dict[str, Any]:
+        text = Krita.instance().readSetting(SETTINGS_GROUP, "last_settings", "")
+        saved: dict[str, Any] = {}
+        try:
+            saved = json.loads(text) if text else {}
+        except ValueError:
+            saved = {}
+        merged = {**DEFAULT_SETTINGS, **{k: v for k, v in saved.items() if k != "styles"}}
+        merged["styles"] = [p for p in saved.get("styles") or [] if isinstance(p, str)]
+        merged["recent_files"] = saved.get("recent_files") or []
+        return merged
+
+    def save_settings(self) -> None:
+        s = self.settings()
+        s["styles"] = [p for p in s["styles"] if isinstance(p, str)]  # layers don't persist
+        s["recent_files"] = self.recent_files
+        s["advanced"] = self.advanced.isChecked()
+        Krita.instance().writeSetting(SETTINGS_GROUP, "last_settings", json.dumps(s))
+
+    # -- running --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.run is not None:
+            return
+        settings = self.settings()
+        styles = settings.pop("styles")
+        doc = Krita.instance().activeDocument()
+        try:
+            self.run = KritaRun(doc, doc.activeNode() if doc else None, styles, settings)
+            self.save_settings()
+            self.run.start()
+        except ImpastoError as exc:
+            self.run = None
+            self._show_error(describe_error(exc.code, exc.message))
+            return
+        self._set_running(True)
+        self.timer.start()
+        self._tick()
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.run.cancel()
+            self.status.setText(self.run.job.status_text)
+
+    def _tick(self) -> None:
+        run = self.run
+        if run is None:
+            self.timer.stop()
+            return
+        running = run.pump(0.0)
+        job = run.job
+        self.progress.setValue(int(job.fraction * 1000))
+        text = job.status_text
+        if job.eta is not None and running and not job.cancel_requested and "left" not in text:
+            text += f" · {format_eta(job.eta)} left"
+        self.status.setText(text)
+        if job.frames:
+            self._show_preview(job.frames[-1].image)
+        if running:
+            return
+        self.timer.stop()
+        self.run = None
+        self._set_running(False)
+        try:
+            names = run.insert_frames()
+        except ImpastoError as exc:
+            self._show_error(exc.message)
+            names = []
+        finally:
+            run.close()
+        if job.error is not None:
+            self._show_error(job.error_text or "the job failed")
+        elif names:
+            frames = len(names) - 1  # the first name is the group's
+            self.status.setText(f"{job.status_text} · added {frames} frame layer(s)")
+
+    def _show_preview(self, image) -> None:
+        pixmap = QPixmap.fromImage(qtimage.to_qimage(image))
+        self.preview.setPixmap(pixmap.scaled(240, 160, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def _show_error(self, message: str) -> None:
+        """Status line plus a message box that does not block Krita (open(), not exec)."""
+        self.last_error = message
+        self.status.setText("Error: " + message.splitlines()[0])
+        box = QMessageBox(QMessageBox.Warning, "Impasto", message, QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
+
+    def closeEvent(self, event) -> None:
+        if self.run is not None:
+            self.cancel()  # the timer keeps pumping; frames so far are still inserted
+        self.save_settings()
+        super().closeEvent(event)
+
+
+def _combo(values: tuple[str, ...], current: str) -> QComboBox:
+    box = QComboBox()
+    box.addItems(list(values))
+    if current in values:
+        box.setCurrentText(current)
+    return box
+
+
+def _number(value: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(4)
+    box.setRange(0.0, 1e6)
+    box.setValue(float(value))
+    return box
+
+
+def _layers(node: Any):
+    for child in node.childNodes():
+        if child.type() in ("paintlayer", "grouplayer", "filelayer", "vectorlayer"):
+            yield child
+        yield from _layers(child)
+
+
+def _doc_name(doc: Any) -> str:
+    name = doc.fileName().rsplit("/", 1)[-1] if doc.fileName() else doc.name()
+    return name or "untitled"

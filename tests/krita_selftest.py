@@ -1,0 +1,248 @@
+"""Runs INSIDE Krita as a throwaway pykrita plug-in: carries out a test scenario.
+
+tests/krita_harness.py installs this file as ``impasto_selftest/__init__.py`` next to
+the real plug-in and points $IMPASTO_KRITA_SPEC at a JSON scenario. Once Krita's window
+exists it opens the image, sets up depth/offset/selection, runs the Impasto plug-in
+(the scripting entry or the dialog), dumps facts and raw pixels beside the spec, saves
+a .kra, and quits. Every failure is written to the result file, never swallowed.
+"""
+
+import json
+import os
+import traceback
+
+from krita import Extension, Krita, Selection
+from PyQt5.QtCore import QEventLoop, QTimer
+from PyQt5.QtWidgets import QApplication
+
+SPEC = os.environ.get("IMPASTO_KRITA_SPEC", "")
+SRGB16 = "sRGB-elle-V2-g10.icc"
+
+
+def _tree(node, depth=0):
+    out = []
+    for child in node.childNodes():
+        b = child.bounds()
+        out.append(
+            {
+                "name": child.name(),
+                "type": child.type(),
+                "depth": depth,
+                "bounds": [b.x(), b.y(), b.width(), b.height()],
+                "model": child.colorModel(),
+                "bit_depth": child.colorDepth(),
+                "animated": bool(child.animated()),
+                "parent": node.name(),
+            }
+        )
+        out += _tree(child, depth + 1)
+    return out
+
+
+def _dump(path, data):
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    return os.path.basename(path)
+
+
+def _wait(ms):
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec_()
+
+
+def _scenario(spec, facts, out_dir):
+    app = Krita.instance()
+    app.setBatchmode(True)
+    doc = app.openDocument(spec["open"])
+    if doc is None:
+        raise RuntimeError(f"Krita could not open {spec['open']}")
+    window = app.activeWindow()
+    # Xvfb has no window manager, so nothing activates Krita's window or its view as a
+    # desktop would; without that, Krita keeps no "current view" and layer activation
+    # (which the plug-in needs for masks and keyframes) does nothing.
+    QApplication.setActiveWindow(window.qwindow())
+    window.activate()
+    view = window.addView(doc)
+    window.showView(view)
+    app.setActiveDocument(doc)
+    doc.waitForDone()
+    _wait(200)
+    node = doc.topLevelNodes()[0]
+    if spec.get("depth") == "U16":
+        doc.setColorSpace("RGBA", "U16", doc.colorProfile())
+        doc.waitForDone()
+    if spec.get("grey"):
+        doc.setColorSpace("GRAYA", "U8", "Gray-D50-elle-V2-srgbtrc.icc")
+        doc.waitForDone()
+    if spec.get("offset"):
+        dx, dy = spec["offset"]
+        node.move(dx, dy)
+        doc.waitForDone()
+    if spec.get("canvas"):
+        w, h = spec["canvas"]
+        doc.resizeImage(0, 0, w, h)
+        doc.waitForDone()
+    doc.setActiveNode(node)
+    if spec.get("selection"):
+        x, y, w, h = spec["selection"]
+        sel = Selection()
+        sel.select(x, y, w, h, 255)
+        if spec.get("feather"):
+            sel.feather(spec["feather"])
+        doc.setSelection(sel)
+        sel = doc.selection()
+        facts["selection_bounds"] = [sel.x(), sel.y(), sel.width(), sel.height()]
+        facts["selection_file"] = _dump(
+            os.path.join(out_dir, "selection.bin"),
+            sel.pixelData(0, 0, doc.width(), doc.height()),
+        )
+    doc.refreshProjection()
+    doc.waitForDone()
+    facts["source_name"] = node.name()
+    facts["width"], facts["height"] = doc.width(), doc.height()
+    facts["color"] = [doc.colorModel(), doc.colorDepth()]
+    facts["before_file"] = _dump(
+        os.path.join(out_dir, "before.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
+    )
+    facts["source_layer_before"] = _dump(
+        os.path.join(out_dir, "source_before.bin"),
+        node.pixelData(0, 0, doc.width(), doc.height()),
+    )
+
+    import impasto_krita.adapter as adapter  # the plug-in under test (sys.path set by it)
+
+    if spec.get("exec"):  # a probe of Krita's API, for developing the plug-in
+        exec(spec["exec"], {"doc": doc, "node": node, "facts": facts, "app": app, "wait": _wait})
+        return
+
+    if spec.get("via") == "dialog":
+        facts["created"] = _run_dialog(spec, facts, out_dir)
+    else:
+        try:
+            styles = [  # "layer:NAME" picks a layer of the open document as a style
+                doc.nodeByName(s[len("layer:") :]) if s.startswith("layer:") else s
+                for s in spec["styles"]
+            ]
+            facts["created"] = adapter.stylize_active_layer(styles, **spec["options"])
+        except Exception as exc:
+            facts["error"] = {"type": type(exc).__name__, "message": str(exc)}
+            facts["error_code"] = getattr(exc, "code", None)
+    doc.refreshProjection()
+    doc.waitForDone()
+    facts["tree"] = _tree(doc.rootNode())
+    facts["after_file"] = _dump(
+        os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
+    )
+    facts["source_layer_after"] = _dump(
+        os.path.join(out_dir, "source_after.bin"),
+        node.pixelData(0, 0, doc.width(), doc.height()),
+    )
+    layers = {}
+    for i, child in enumerate(_all_nodes(doc.rootNode())):
+        if child.type() == "paintlayer" and child.name() != node.name():
+            frames = [None]
+            if child.animated():
+                frames = [t for t in range(0, 100) if child.hasKeyframeAtTime(t)]
+            for t in frames:
+                if t is None:
+                    data = child.pixelData(0, 0, doc.width(), doc.height())
+                else:
+                    data = child.pixelDataAtTime(t, 0, 0, doc.width(), doc.height())
+                key = child.name() if t is None else f"{child.name()}@{t}"
+                layers[key] = _dump(os.path.join(out_dir, f"layer{i}_{t}.bin"), data)
+        if child.type() == "transparencymask":
+            facts.setdefault("masks", []).append(child.parentNode().name())
+    facts["layer_files"] = layers
+    if spec.get("save"):
+        facts["saved"] = bool(doc.saveAs(spec["save"]))
+        doc.waitForDone()
+    doc.setModified(False)
+
+
+def _all_nodes(node):
+    for child in node.childNodes():
+        yield child
+        yield from _all_nodes(child)
+
+
+def _run_dialog(spec, facts, out_dir):
+    """The menu path: trigger the action, fill the dialog, press Stylise, wait."""
+    app = Krita.instance()
+    action = app.action("impasto_style_transfer")
+    facts["action_found"] = action is not None
+    action.trigger()
+    _wait(300)
+    ext = next(e for e in app.extensions() if type(e).__name__ == "ImpastoExtension")
+    dialog = ext.dialog
+    facts["remembered_before"] = dialog.settings()
+    opts = spec["options"]
+    dialog.style_rows[0].set_value(spec["styles"][0])
+    dialog.size.setValue(opts.get("size") or 0)
+    dialog.iterations.setValue(opts.get("iterations") or 0)
+    dialog.frames.setValue(opts.get("frames", 3))
+    dialog.advanced.setChecked(True)
+    dialog.endpoint.setText(opts.get("endpoint") or "")
+    _wait(200)
+    if spec.get("screenshot"):
+        dialog.grab().save(spec["screenshot"])
+    ticks = []
+    dialog.start_button.click()
+    cancel_after = spec.get("cancel_after_frames")
+    for _ in range(int(spec.get("dialog_timeout", 120) * 20)):
+        _wait(50)
+        if dialog.run is None:
+            break
+        job = dialog.run.job
+        ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
+        shot = spec.get("progress_screenshot")
+        if shot and job.frames and not os.path.exists(shot):
+            dialog.grab().save(shot)
+        if cancel_after is not None and len(job.frames) >= cancel_after:
+            dialog.cancel_button.click()
+            cancel_after = None
+    facts["ticks"] = ticks[-5:]
+    facts["tick_count"] = len(ticks)
+    facts["status_text"] = dialog.status.text()
+    facts["dialog_error"] = dialog.last_error
+    if dialog.error_box is not None:
+        facts["error_box_text"] = dialog.error_box.text()
+        if spec.get("error_screenshot"):
+            dialog.error_box.grab().save(spec["error_screenshot"])
+        dialog.error_box.close()
+    dialog.close()
+    _wait(100)
+    facts["remembered_after"] = json.loads(app.readSetting("impasto", "last_settings", "{}"))
+    doc = app.activeDocument()
+    return [n.name() for n in _all_nodes(doc.rootNode())]
+
+
+def _main():
+    out_dir = os.path.dirname(SPEC)
+    facts = {"ok": False}
+    try:
+        with open(SPEC) as fh:
+            spec = json.load(fh)
+        _scenario(spec, facts, out_dir)
+        facts["ok"] = True
+    except Exception:
+        facts["traceback"] = traceback.format_exc()
+    with open(os.path.join(out_dir, "result.json"), "w") as fh:
+        json.dump(facts, fh, indent=1, default=str)
+    for doc in Krita.instance().documents():
+        doc.setModified(False)
+        doc.close()
+    QTimer.singleShot(100, Krita.instance().action("file_quit").trigger)
+
+
+class SelfTest(Extension):
+    def setup(self):
+        pass
+
+    def createActions(self, window):
+        if SPEC:
+            QTimer.singleShot(200, _main)
+
+
+if SPEC:
+    Krita.instance().addExtension(SelfTest(Krita.instance()))

@@ -1,0 +1,145 @@
+"""`impasto install-plugin krita` and the vendoring it relies on, into throwaway folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from impasto.plugin import install_krita, vendor
+from impasto.shared.errors import ImpastoError
+from tests.krita_harness import INSTALL_HINT, missing_tools
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter Debian's Krita embeds (3.11)
+
+
+def _kritarc(tmp_path: Path) -> Path:
+    return tmp_path / "config" / "kritarc"
+
+
+def test_install_puts_plugin_vendor_and_enable_flag_in_place(tmp_path):
+    kritarc = _kritarc(tmp_path)
+    kritarc.parent.mkdir(parents=True)
+    kritarc.write_text("[General]\nfoo=bar\n\n[python]\nenable_other=true\n\n[Theme]\nx=1\n")
+    package = install_krita.install(tmp_path / "res", kritarc=kritarc)
+    pykrita = tmp_path / "res" / "pykrita"
+    assert package == pykrita / "impasto_krita"
+    assert (pykrita / "impasto_krita.desktop").read_text().count("Krita/PythonPlugin") == 1
+    for name in ("__init__.py", "adapter.py", "dialog.py", "extension.py", "qtimage.py"):
+        assert (package / name).is_file(), name
+    assert (package / "vendor" / "impasto" / "plugin" / "client.py").is_file()
+    assert (package / "vendor" / "impasto" / "plugin" / "hostjob.py").is_file()
+    assert not (package / "vendor" / "impasto" / "plugin" / "krita").exists()
+    text = kritarc.read_text()
+    assert "foo=bar" in text and "enable_other=true" in text and "[Theme]\nx=1" in text
+    assert "enable_impasto_krita=true" in text.split("[python]")[1].split("[Theme]")[0]
+    assert install_krita.is_enabled(kritarc)
+    # a second install replaces, never duplicates
+    install_krita.install(pykrita, kritarc=kritarc)
+    assert kritarc.read_text().count("enable_impasto_krita") == 1
+    assert install_krita.check(pykrita, kritarc=kritarc) == []
+
+
+def test_kritarc_is_created_when_missing_and_flag_flipped(tmp_path):
+    kritarc = _kritarc(tmp_path)
+    install_krita.enable_in_kritarc(kritarc)
+    assert kritarc.read_text() == "[python]\nenable_impasto_krita=true\n"
+    kritarc.write_text("[python]\nenable_impasto_krita=false\n")
+    assert not install_krita.is_enabled(kritarc)
+    install_krita.enable_in_kritarc(kritarc)
+    assert install_krita.is_enabled(kritarc)
+    assert kritarc.read_text().count("enable_impasto_krita") == 1
+
+
+def test_check_names_each_missing_piece(tmp_path):
+    kritarc = _kritarc(tmp_path)
+    problems = install_krita.check(tmp_path / "pykrita", kritarc=kritarc)
+    assert any("impasto_krita.desktop is missing" in p for p in problems), problems
+    assert any("install-plugin krita" in p for p in problems)
+
+    package = install_krita.install(tmp_path / "pykrita", kritarc=kritarc)
+    (package / "adapter.py").write_text("# an old version\n")
+    (package / "vendor" / "impasto" / "plugin" / "hostjob.py").unlink()
+    kritarc.write_text("[python]\n")
+    problems = install_krita.check(tmp_path / "pykrita", kritarc=kritarc)
+    text = "\n".join(problems)
+    assert "outdated (adapter.py)" in text
+    assert "hostjob.py" in text
+    assert "not enabled" in text
+
+
+def test_vendored_client_imports_in_krita_python_without_the_package(tmp_path):
+    """What Krita's Python sees: the vendored copy, pyzmq + msgpack, no numpy/torch."""
+    package = install_krita.install(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import impasto.plugin.client as c, impasto.plugin.hostjob as h;"
+        "print(c.__file__); print(h.options_from_settings({'size': '64'}).size);"
+        "print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-c", code, str(package / "vendor")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0].startswith(str(package / "vendor"))
+    assert out[1:] == ["64", "False", "False"]
+
+
+def test_runtime_deps_checked_with_the_editor_python(tmp_path):
+    assert vendor.check_runtime_deps(tmp_path, [SYSTEM_PYTHON]) == []
+    # without site-packages (-S) the same interpreter lacks zmq and msgpack
+    problems = vendor.check_runtime_deps(tmp_path, [SYSTEM_PYTHON, "-S"])
+    assert len(problems) == 2
+    assert "zmq does not import" in "\n".join(problems)
+    problems = vendor.check_runtime_deps(tmp_path, [str(tmp_path / "no-such-python")])
+    assert "cannot run the editor's Python" in problems[0]
+
+
+def test_install_reports_a_python_that_cannot_get_the_deps(tmp_path):
+    # an empty wheelhouse and no index: nothing can be fetched, and install says why
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    problems = vendor.ensure_runtime_deps(tmp_path / "v", [SYSTEM_PYTHON, "-S"], wheelhouse=empty)
+    assert problems and "could not download pyzmq and msgpack wheels" in problems[0]
+    with pytest.raises(ImpastoError, match="cannot use it yet"):
+        install_krita.install(
+            tmp_path / "pykrita", kritarc=_kritarc(tmp_path), python=[str(tmp_path / "nope")]
+        )
+
+
+@pytest.mark.slow
+def test_missing_deps_are_vendored_from_wheels(tmp_path):
+    """A Python without zmq/msgpack gets matching wheels unpacked beside the client."""
+    wheels = tmp_path / "wheels"
+    info = vendor.probe_python([SYSTEM_PYTHON, "-S"], tmp_path)
+    try:
+        vendor.download_wheels(info, wheels)
+    except ImpastoError as exc:  # the one network step: PyPI (or its proxy) unreachable
+        pytest.skip(f"PyPI not reachable for the wheel download: {exc.message[:200]}")
+    dest = tmp_path / "vendor"
+    assert vendor.ensure_runtime_deps(dest, [SYSTEM_PYTHON, "-S"], wheelhouse=wheels) == []
+    assert (dest / "zmq").is_dir() and (dest / "msgpack").is_dir()
+    assert vendor.check_runtime_deps(dest, [SYSTEM_PYTHON, "-S"]) == []
+
+
+def test_chroot_paths_are_translated(tmp_path):
+    root = tmp_path / "root"
+    inner = root / "opt" / "plugin"
+    inner.mkdir(parents=True)
+    assert vendor._path_inside(["chroot", str(root), "python3"], inner) == "/opt/plugin"
+    with pytest.raises(ImpastoError, match="outside the chroot"):
+        vendor._path_inside(["chroot", str(root), "python3"], tmp_path)
+    assert vendor._path_inside([sys.executable], inner) == str(inner.resolve())
+
+
+def test_missing_editor_tools_are_named_with_the_install_command(monkeypatch, tmp_path):
+    """The Krita tests fail (never skip) with this when krita or xvfb-run is absent."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert missing_tools() == ["krita", "xvfb-run"]
+    assert "apt-get install krita xvfb" in INSTALL_HINT
+    problems = install_krita.check(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
+    assert problems[0] == "Krita is not installed (no `krita` on PATH)"

@@ -1,0 +1,256 @@
+"""The Krita plug-in inside a real headless Krita (xvfb-run), against a real daemon.
+
+Each test starts Krita with a throwaway HOME holding the installed plug-in, opens a
+small PNG, runs the plug-in (scripting entry or dialog), saves a .kra and quits. The
+assertions read the .kra itself (tests/krita_kra.py) besides the facts and raw pixel
+dumps the in-Krita scenario (tests/krita_selftest.py) wrote.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.krita_harness import INSTALL_HINT, KritaHome, missing_tools, pixels, write_png
+from tests.krita_kra import read_kra
+
+pytestmark = [pytest.mark.krita, pytest.mark.slow]
+
+GROUP = "Impasto – starry_night"
+FRAMES = [
+    "starry_night – iteration 2/6",
+    "starry_night – iteration 4/6",
+    "starry_night – final (6 iterations)",
+]
+
+
+@pytest.fixture(scope="module")
+def krita_home(tmp_path_factory):
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not found: {INSTALL_HINT}")
+    return KritaHome(tmp_path_factory.mktemp("krita-home"))
+
+
+@pytest.fixture(scope="module")
+def source_png(tmp_path_factory, tubingen):
+    return write_png(tubingen, tmp_path_factory.mktemp("png") / "tubingen.png", 96)
+
+
+def _spec(source_png, starry_night, daemon, tmp_path, **extra):
+    options = {"size": 64, "iterations": 6, "frames": 3, "seed": 3, "endpoint": daemon.endpoint}
+    options.update(extra.pop("options", {}))
+    return {
+        "open": str(source_png),
+        "styles": [str(starry_night)],
+        "options": options,
+        "save": str(tmp_path / "out" / "result.kra"),
+        **extra,
+    }
+
+
+def _run(krita_home, spec, tmp_path):
+    facts = krita_home.run(spec, tmp_path / "out")
+    assert facts["ok"], facts.get("traceback")
+    assert "error" not in facts, facts["error"]
+    return facts
+
+
+def _bgra_to_rgba(a: np.ndarray) -> np.ndarray:
+    return a[..., [2, 1, 0, 3]]
+
+
+def test_frames_land_in_a_group_above_the_source(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    facts = _run(krita_home, _spec(source_png, starry_night, daemon, tmp_path), tmp_path)
+    assert facts["created"] == [GROUP, *FRAMES]
+    assert facts["saved"]
+
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    top = kra.root.children  # bottom-up
+    assert [(n.name, n.nodetype) for n in top] == [
+        ("Background", "paintlayer"),
+        (GROUP, "grouplayer"),
+    ]
+    group = top[1]
+    assert [n.name for n in group.children] == FRAMES  # final on top
+    assert all(n.nodetype == "paintlayer" and not n.masks for n in group.children)
+
+    src = np.asarray(Image.open(source_png).convert("RGBA"))
+    assert np.array_equal(_bgra_to_rgba(kra.pixels(top[0])), src)  # source untouched
+    frames = [_bgra_to_rgba(kra.pixels(n)) for n in group.children]
+    for i, frame in enumerate(frames):
+        assert frame.shape == src.shape
+        assert np.array_equal(frame[..., 3], src[..., 3])  # the layer's alpha is kept
+        diff = np.abs(frame[..., :3].astype(int) - src[..., :3]).mean()
+        assert diff > 2.0, f"frame {i} hardly differs from the source ({diff:.2f})"
+        for other in frames[i + 1 :]:
+            assert np.abs(frame.astype(int) - other).mean() > 0.5
+    merged = kra.merged()
+    assert np.array_equal(merged, frames[-1])  # the final frame is what the artist sees
+    # the in-Krita facts agree with the file
+    assert np.array_equal(
+        _bgra_to_rgba(pixels(tmp_path / "out", facts["after_file"], facts)), merged
+    )
+
+
+def test_selection_confines_the_result(krita_home, source_png, starry_night, daemon, tmp_path):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, selection=[30, 20, 40, 30], feather=3)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["created"] == [GROUP, *FRAMES]
+    x, y, w, h = facts["selection_bounds"]
+    assert x < 30 and y < 20 and w > 40 and h > 30  # feathering widened the selection
+
+    out = tmp_path / "out"
+    before = pixels(out, facts["before_file"], facts)
+    after = pixels(out, facts["after_file"], facts)
+    coverage = pixels(out, facts["selection_file"], facts, channels=1)[..., 0]
+    outside = coverage == 0
+    assert np.array_equal(after[outside], before[outside])  # untouched outside
+    full = coverage == 255
+    assert np.abs(after[full].astype(int) - before[full]).mean() > 2.0
+    partial = (coverage > 0) & (coverage < 255)
+    assert partial.any()  # the feathered rim blends source and result
+    assert np.array_equal(
+        pixels(out, facts["source_layer_after"], facts),
+        pixels(out, facts["source_layer_before"], facts),
+    )
+
+    kra = read_kra(out / "result.kra")
+    group = kra.find(GROUP)
+    assert [n.name for n in group.children] == FRAMES
+    for node in group.children:
+        assert [m.nodetype for m in node.masks] == ["transparencymask"]
+        layer = kra.pixels(node)
+        rows, cols = np.nonzero(layer[..., 3])
+        assert rows.min() >= y and cols.min() >= x  # frames hold the selection box only
+        assert rows.max() < y + h and cols.max() < x + w
+    merged = kra.merged()
+    src = np.asarray(Image.open(source_png).convert("RGBA"))
+    assert np.array_equal(merged[outside], src[outside])
+    assert not np.array_equal(merged[full], src[full])
+
+
+def test_16_bit_layer_with_offset_on_a_larger_canvas(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, depth="U16", canvas=[130, 100])
+    spec["offset"] = [20, 12]
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["color"] == ["RGBA", "U16"]
+    assert facts["created"] == [GROUP, *FRAMES]
+    source = next(n for n in facts["tree"] if n["name"] == "Background")
+    assert source["bounds"] == [20, 12, 96, 72]
+    for name in FRAMES:
+        layer = next(n for n in facts["tree"] if n["name"] == name)
+        assert layer["bit_depth"] == "U16" and layer["bounds"] == source["bounds"]
+
+    out = tmp_path / "out"
+    src = pixels(out, facts["source_layer_after"], facts)
+    assert np.array_equal(src, pixels(out, facts["source_layer_before"], facts))
+    shots = [pixels(out, facts["layer_files"][name], facts) for name in FRAMES]
+    inside = (slice(12, 84), slice(20, 116))
+    for i, shot in enumerate(shots):
+        assert shot.dtype == np.uint16
+        assert not shot[..., 3][src[..., 3] == 0].any()  # nothing outside the layer
+        assert np.array_equal(shot[inside][..., 3], src[inside][..., 3])
+        assert np.abs(shot[inside][..., :3].astype(int) - src[inside][..., :3]).mean() > 500
+        for other in shots[i + 1 :]:
+            assert np.abs(shot.astype(int) - other).mean() > 100
+    low_bytes = shots[-1][inside][..., :3] & 0xFF
+    assert len(np.unique(low_bytes)) > 16  # real 16-bit results, not 8 bit widened
+
+    kra = read_kra(out / "result.kra")
+    assert kra.colorspace == "RGBA16"  # Krita's id for 16-bit integer RGBA
+    group = kra.find(GROUP)
+    assert [n.name for n in group.children] == FRAMES
+    final = kra.pixels(group.children[-1]).view("<u2").reshape(shots[-1].shape)
+    assert np.array_equal(final, shots[-1])  # what Krita saved is what it showed
+
+
+def test_selection_baked_into_alpha_with_a_layer_as_second_style(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(
+        source_png,
+        starry_night,
+        daemon,
+        tmp_path,
+        selection=[10, 10, 50, 40],
+        feather=4,
+        options={"confine": "alpha", "frames": 1, "iterations": 3, "style_blend": [0.8, 0.2]},
+    )
+    spec["styles"].append("layer:Background")  # any layer of an open document is a style
+    facts = _run(krita_home, spec, tmp_path)
+    final = "starry_night + Background – final (3 iterations)"
+    assert facts["created"] == ["Impasto – starry_night + Background", final]
+    assert "masks" not in facts
+    out = tmp_path / "out"
+    coverage = pixels(out, facts["selection_file"], facts, channels=1)[..., 0].astype(int)
+    layer = pixels(out, facts["layer_files"][final], facts).astype(int)
+    src = pixels(out, facts["source_layer_before"], facts).astype(int)
+    expected = src[..., 3] * coverage / 255  # the source is opaque where covered
+    assert np.abs(layer[..., 3] - expected).max() <= 2
+    before = pixels(out, facts["before_file"], facts)
+    after = pixels(out, facts["after_file"], facts)
+    assert np.array_equal(after[coverage == 0], before[coverage == 0])
+    assert np.abs(after[coverage == 255].astype(int) - before[coverage == 255]).mean() > 2.0
+
+
+def test_dialog_runs_pumps_cancels_and_remembers(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(
+        source_png,
+        starry_night,
+        daemon,
+        tmp_path,
+        via="dialog",
+        options={"iterations": 400, "frames": 100},
+        cancel_after_frames=2,
+        screenshot=str(tmp_path / "dialog.png"),
+    )
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["action_found"]
+    assert facts["tick_count"] >= 3  # the QTimer pumped while Krita stayed responsive
+    assert facts["status_text"].startswith("Cancelled at iteration"), facts["status_text"]
+    assert facts["dialog_error"] is None
+    group = [n for n in facts["tree"] if n["name"] == GROUP]
+    frames = [n["name"] for n in facts["tree"] if n["parent"] == GROUP]
+    assert group and len(frames) >= 2  # the frames so far were kept
+    assert frames[-1].startswith("starry_night – cancelled at")
+    remembered = facts["remembered_after"]
+    assert remembered["iterations"] == 400 and remembered["frames"] == 100
+    assert remembered["styles"] == [str(starry_night)]
+    shot = Image.open(tmp_path / "dialog.png")
+    assert shot.width > 300 and shot.height > 300
+
+    # a second Krita run opens the dialog with the remembered settings
+    again = _spec(source_png, starry_night, daemon, tmp_path / "2", via="dialog")
+    again["options"] = {"iterations": 5, "frames": 1, "endpoint": daemon.endpoint, "size": 64}
+    facts = _run(krita_home, again, tmp_path / "2")
+    assert facts["remembered_before"]["iterations"] == 400
+    assert facts["remembered_before"]["styles"] == [str(starry_night)]
+    assert facts["status_text"].startswith("Done: 5 iterations"), facts["status_text"]
+
+
+def test_grey_layer_is_read_and_frames_come_back_as_rgba(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, grey=True)
+    spec["options"].update(frames=1, iterations=3)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["color"] == ["GRAYA", "U8"]
+    final = "starry_night – final (3 iterations)"
+    assert facts["created"] == [GROUP, final]
+    layer = next(n for n in facts["tree"] if n["name"] == final)
+    assert (layer["model"], layer["bit_depth"]) == ("RGBA", "U8")
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    frame = kra.pixels(kra.find(final))  # BGRA
+    assert frame.shape[2] == 4 and frame[..., 3].min() == 255
+    grey = kra.pixels(kra.find("Background"))  # grey + alpha: 2 bytes a pixel
+    assert grey.shape[2] == 2
+    spread = np.abs(frame[..., :3].astype(int).mean(axis=2) - grey[..., 0]).mean()
+    assert spread > 2.0  # stylised, not a copy of the grey source
