@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from impasto.cli.progress import format_seconds
 from impasto.plugin import daemonctl
+from impasto.plugin.hostjob import format_eta
 from impasto.shared import paths
 from impasto.shared.errors import DAEMON_UNAVAILABLE, ImpastoError
 
@@ -53,7 +53,7 @@ def _status(endpoint: str, as_json: bool) -> int:
         if key in info:
             print(f"{key + ':':<10} {_show(info[key])}")
     if "uptime" in info:
-        print(f"uptime:    {format_seconds(info['uptime'])}")
+        print(f"uptime:    {format_eta(info['uptime'])}")
     if "memory" in info:
         print(f"memory:    {_show(info['memory'])}")
     print(f"log:       {paths.log_file(endpoint)}")

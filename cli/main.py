@@ -88,13 +88,18 @@ def _add_stylize(sub) -> None:
         "--frames", dest="frames_dir", metavar="DIR", help="also save the progress frames here"
     )
     p.add_argument("--gif", metavar="OUT.gif", help="also save the progress as an animated GIF")
+    _add_run_arguments(p)
+    p.set_defaults(handler="impasto.cli.stylize:run")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Where a job runs and every engine option: shared by stylize and demo."""
     where = p.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="run in this process")
     where.add_argument("--daemon", action="store_true", help="require a running daemon")
     p.add_argument("--endpoint", help="daemon endpoint (default: the local daemon)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_engine_arguments(p)
-    p.set_defaults(handler="impasto.cli.stylize:run")
 
 
 def _add_demo(sub) -> None:
@@ -114,12 +119,7 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--out-dir", default="impasto-demo", help="where to write (default: ./impasto-demo)"
     )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--local", action="store_true", help="run in this process")
-    where.add_argument("--daemon", action="store_true", help="require a running daemon")
-    p.add_argument("--endpoint", help="daemon endpoint (default: the local daemon)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_engine_arguments(p)
+    _add_run_arguments(p)
     p.set_defaults(handler="impasto.cli.demo:run")
 
 

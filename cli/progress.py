@@ -10,14 +10,7 @@ import sys
 import time
 from typing import TextIO
 
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+from impasto.plugin.hostjob import format_eta
 
 
 class ProgressBar:
@@ -50,7 +43,7 @@ class ProgressBar:
         if losses and "total" in losses:
             parts.append(f"loss {losses['total']:.4g}")
         elapsed = time.monotonic() - self._started
-        parts.append(f"{format_seconds(elapsed)} elapsed, ETA {format_seconds(eta)}")
+        parts.append(f"{format_eta(elapsed)} elapsed, ETA {format_eta(eta)}")
         line = "  ".join(parts)
         if self.live:
             self.stream.write("\r" + line + "\x1b[K")

@@ -9,8 +9,9 @@ from pathlib import Path
 from impasto.cli.backends import choose_backend
 from impasto.cli.frames import FrameRecorder
 from impasto.cli.options_args import init_image_path, options_from_args
-from impasto.cli.progress import ProgressBar, format_seconds
+from impasto.cli.progress import ProgressBar
 from impasto.plugin.client import Progress, Result
+from impasto.plugin.hostjob import format_eta
 from impasto.shared.errors import ImpastoError
 from impasto.shared.imagefile import load_image, save_image
 from impasto.shared.options import JobOptions
@@ -79,7 +80,7 @@ def stylize_files(
     verdict = "stopped early" if result.cancelled else "done"
     if not quiet:
         print(
-            f"{verdict}: {result.iterations} iterations in {format_seconds(result.elapsed)} "
+            f"{verdict}: {result.iterations} iterations in {format_eta(result.elapsed)} "
             f"on {result.device or backend.where}; wrote {', '.join(map(str, written))}",
             file=sys.stderr,
         )

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO.parent / "shared" / "images"))
 
 # Area-specific fixtures live in their own modules.
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.daemon_fixture"]
 
 
 @pytest.fixture(scope="session")
