@@ -57,7 +57,7 @@ def test_stylize_locally_writes_picture_frames_and_gif(tmp_path, tubingen, starr
     proc = impasto(
         "stylize", str(tubingen), str(starry_night), "-o", str(out), "--local",
         "--gif", str(gif), "--frames", str(frames), "--seed", "1", *SMALL,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert "4 iterations" in proc.stderr
     result = Image.open(out)
@@ -79,7 +79,7 @@ def test_stylize_through_a_running_daemon(tmp_path, daemon, tubingen, starry_nig
     proc = impasto(
         "stylize", str(tubingen), str(starry_night), "-o", str(out),
         "--daemon", "--endpoint", daemon.endpoint, *SMALL,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert "daemon" in proc.stderr or daemon.endpoint in proc.stderr
     assert max(Image.open(out).size) == 64
@@ -89,7 +89,7 @@ def test_daemon_required_but_absent_exits_3(tmp_path, tubingen, starry_night):
     proc = impasto(
         "stylize", str(tubingen), str(starry_night), "-o", str(tmp_path / "x.png"),
         "--daemon", "--endpoint", "tcp://127.0.0.1:1", *SMALL,
-    )  # fmt: skip
+    )
     assert_one_line_error(proc, 3, "impasto daemon start")
     assert not (tmp_path / "x.png").exists()
 
@@ -133,7 +133,7 @@ def test_ctrl_c_saves_the_best_image_so_far(tmp_path, tubingen, starry_night):
         [IMPASTO, "stylize", str(tubingen), str(starry_night), "-o", str(out), "--local",
          "--size", "96", "--iterations", "2000", "--frame-count", "400", "--frames", str(frames)],
         stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 180
     while not list(frames.glob("frame_*.png")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
