@@ -19,7 +19,9 @@ from impasto.shared.errors import BAD_OPTIONS, ImpastoError
 STRENGTH_PRESETS: dict[str, float] = {"subtle": 0.3, "balanced": 1.0, "strong": 3.0}
 QUALITY_PRESETS: dict[str, int] = {"draft": 150, "standard": 300, "fine": 600}
 
-DEFAULT_STYLE_WEIGHT = 1.0
+DEFAULT_STYLE_WEIGHT = 10.0
+# Content weight 0.05 keeps faces and layout readable under a strong style (pastiche's
+# default objective, which the bench uses for both tools, is 0.01).
 DEFAULT_CONTENT_WEIGHT = 0.05
 DEFAULT_TV_WEIGHT = 2.0
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

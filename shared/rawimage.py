@@ -85,9 +85,7 @@ class RawImage:
         import numpy as np
 
         dtype = np.dtype("<u2") if self.depth == 16 else np.uint8
-        arr = np.frombuffer(self.data, dtype=dtype).reshape(
-            self.height, self.width, self.channels
-        )
+        arr = np.frombuffer(self.data, dtype=dtype).reshape(self.height, self.width, self.channels)
         return arr.astype(np.float32) / (65535.0 if self.depth == 16 else 255.0)
 
     @classmethod

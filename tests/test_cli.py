@@ -55,8 +55,19 @@ def test_stylize_locally_writes_picture_frames_and_gif(tmp_path, tubingen, starr
     gif = tmp_path / "progress.gif"
     frames = tmp_path / "frames"
     proc = impasto(
-        "stylize", str(tubingen), str(starry_night), "-o", str(out), "--local",
-        "--gif", str(gif), "--frames", str(frames), "--seed", "1", *SMALL,
+        "stylize",
+        str(tubingen),
+        str(starry_night),
+        "-o",
+        str(out),
+        "--local",
+        "--gif",
+        str(gif),
+        "--frames",
+        str(frames),
+        "--seed",
+        "1",
+        *SMALL,
     )
     assert proc.returncode == 0, proc.stderr
     assert "4 iterations" in proc.stderr
@@ -77,8 +88,15 @@ def test_stylize_locally_writes_picture_frames_and_gif(tmp_path, tubingen, starr
 def test_stylize_through_a_running_daemon(tmp_path, daemon, tubingen, starry_night):
     out = tmp_path / "via_daemon.png"
     proc = impasto(
-        "stylize", str(tubingen), str(starry_night), "-o", str(out),
-        "--daemon", "--endpoint", daemon.endpoint, *SMALL,
+        "stylize",
+        str(tubingen),
+        str(starry_night),
+        "-o",
+        str(out),
+        "--daemon",
+        "--endpoint",
+        daemon.endpoint,
+        *SMALL,
     )
     assert proc.returncode == 0, proc.stderr
     assert "daemon" in proc.stderr or daemon.endpoint in proc.stderr
@@ -87,8 +105,15 @@ def test_stylize_through_a_running_daemon(tmp_path, daemon, tubingen, starry_nig
 
 def test_daemon_required_but_absent_exits_3(tmp_path, tubingen, starry_night):
     proc = impasto(
-        "stylize", str(tubingen), str(starry_night), "-o", str(tmp_path / "x.png"),
-        "--daemon", "--endpoint", "tcp://127.0.0.1:1", *SMALL,
+        "stylize",
+        str(tubingen),
+        str(starry_night),
+        "-o",
+        str(tmp_path / "x.png"),
+        "--daemon",
+        "--endpoint",
+        "tcp://127.0.0.1:1",
+        *SMALL,
     )
     assert_one_line_error(proc, 3, "impasto daemon start")
     assert not (tmp_path / "x.png").exists()
@@ -130,9 +155,25 @@ def test_ctrl_c_saves_the_best_image_so_far(tmp_path, tubingen, starry_night):
     out = tmp_path / "interrupted.png"
     frames = tmp_path / "frames"
     proc = subprocess.Popen(
-        [IMPASTO, "stylize", str(tubingen), str(starry_night), "-o", str(out), "--local",
-         "--size", "96", "--iterations", "2000", "--frame-count", "400", "--frames", str(frames)],
-        stderr=subprocess.PIPE, text=True,
+        [
+            IMPASTO,
+            "stylize",
+            str(tubingen),
+            str(starry_night),
+            "-o",
+            str(out),
+            "--local",
+            "--size",
+            "96",
+            "--iterations",
+            "2000",
+            "--frame-count",
+            "400",
+            "--frames",
+            str(frames),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 180
     while not list(frames.glob("frame_*.png")) and time.monotonic() < deadline:

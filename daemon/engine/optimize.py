@@ -1,0 +1,94 @@
+"""The iteration loop at one resolution: L-BFGS or Adam over the image pixels.
+
+One iteration is one loss-and-gradient evaluation (L-BFGS with ``max_iter=1``, as
+pastiche and jcjohnson/neural-style count), so iteration counts compare across tools.
+A cancel or time limit is checked after every step and ends the loop at once with the
+latest image; a diverging loss (NaN) falls back to the lowest-loss image evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .lbfgs import LBFGS
+from .objective import Objective
+
+LBFGS_HISTORY = 20
+# The first L-BFGS step (and so each scale's first), in 0..255 levels for the top pixel.
+LBFGS_FIRST_STEP = 4.0
+# Adam steps are given in 0..255 pixel levels and converted to the network's input units.
+DEFAULT_ADAM_STEP = 4.0
+
+
+@dataclass
+class ScaleOutcome:
+    image: torch.Tensor  # the image to carry on with (input space, detached)
+    iterations: int  # iterations actually run
+    losses: dict[str, float]  # of the last evaluation
+    stop: str | None  # None, "cancelled", "time_limit" or "diverged"
+
+
+class _Stepper:
+    """One interface over our L-BFGS and torch's Adam: (x, grad) -> next x."""
+
+    def __init__(self, x: torch.Tensor, name: str, lr: float | None, levels_per_unit: float):
+        self.adam = None
+        if name == "adam":
+            step = lr if lr is not None else DEFAULT_ADAM_STEP
+            self.param = x.detach().clone()
+            self.adam = torch.optim.Adam([self.param], lr=step / levels_per_unit)
+        else:
+            self.lbfgs = LBFGS(
+                LBFGS_HISTORY, lr if lr is not None else 1.0, LBFGS_FIRST_STEP / levels_per_unit
+            )
+
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        if self.adam is None:
+            return self.lbfgs.step(x, grad)
+        self.param.grad = grad
+        self.adam.step()
+        return self.param.detach().clone()
+
+
+def optimise_scale(
+    x0: torch.Tensor,
+    objective: Objective,
+    iterations: int,
+    optimizer: str,
+    learning_rate: float | None,
+    levels_per_unit: float,
+    should_stop: Callable[[], str | None],
+    after_iteration: Callable[[int, torch.Tensor, dict[str, float], bool], None],
+) -> ScaleOutcome:
+    """Run up to ``iterations`` steps from ``x0``.
+
+    ``after_iteration(i, x, losses, last)`` reports each step; ``last`` is true when
+    ``should_stop`` has just asked to stop, so the caller can emit a final frame.
+    """
+    x = x0.detach().clone()
+    stepper = _Stepper(x, optimizer, learning_rate, levels_per_unit)
+    best_loss, best = math.inf, x
+    losses: dict[str, float] = {}
+    done, stop = 0, should_stop()
+    for i in range(1, iterations + 1 if not stop else 1):
+        x.requires_grad_(True)
+        total, losses = objective(x)
+        if not math.isfinite(losses["total"]):
+            stop = "diverged"
+            x = best
+            break
+        (grad,) = torch.autograd.grad(total, x)
+        x = x.detach()
+        if losses["total"] < best_loss:
+            best_loss, best = losses["total"], x
+        x = stepper.step(x, grad)
+        done = i
+        stop = should_stop()
+        after_iteration(i, x, dict(losses), stop is not None)
+        if stop:
+            break
+    return ScaleOutcome(x, done, dict(losses), stop)

@@ -1,0 +1,66 @@
+"""Coarse-to-fine: which resolutions to optimise at, and how many iterations each gets.
+
+A picture's layout settles at low resolution where an iteration is cheap; each finer
+scale then only adds detail (crowsonkb/style-transfer-pytorch does the same with a √2
+step). Coarse scales get more iterations because they cost a fraction of the finest one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCALE_STEP = math.sqrt(2.0)
+MIN_EDGE = 128  # the coarsest long edge for outputs of 256 px and more
+SMALLEST_EDGE = 32  # never optimise a long edge below this
+# Each finer scale gets this fraction of the iterations of the scale before it: with
+# pixels doubling per √2 step, the finest scale then costs ~40% of a 5-scale run.
+DECAY = 0.75
+
+
+@dataclass(frozen=True)
+class Scale:
+    height: int
+    width: int
+    iterations: int
+
+
+def scale_edges(long_edge: int, n_scales: int | None) -> list[int]:
+    """Long edges from coarse to fine, ending at ``long_edge``."""
+    if n_scales is None:
+        low = max(SMALLEST_EDGE, min(MIN_EDGE, long_edge // 2))
+        n_scales = 1 + max(0, math.floor(math.log(long_edge / low, SCALE_STEP) + 1e-9))
+    edges = [round(long_edge / SCALE_STEP**i) for i in range(n_scales)]
+    edges = [e for e in edges if e >= min(SMALLEST_EDGE, long_edge)] or [long_edge]
+    return sorted(set(edges))
+
+
+def split_iterations(total: int, n: int) -> list[int]:
+    """Iterations per scale (coarse first) summing to ``total``; every scale gets >= 1."""
+    if n == 1:
+        return [total]
+    if total < n:
+        return [0] * (n - total) + [1] * total  # tiny budgets: only the finest scales run
+    weights = [DECAY**i for i in range(n)]
+    counts = [max(1, int(total * w / sum(weights))) for w in weights]
+    counts[-1] += total - sum(counts)
+    while counts[-1] < 1:  # rounding took too much from the finest scale
+        i = max(range(n - 1), key=lambda k: counts[k])
+        counts[i] -= 1
+        counts[-1] += 1
+    return counts
+
+
+def plan(height: int, width: int, total: int, n_scales: int | None) -> list[Scale]:
+    """The scales of one job, each with its (height, width) and iteration count."""
+    long_edge = max(height, width)
+    edges = scale_edges(long_edge, n_scales)
+    counts = split_iterations(total, len(edges))
+    out = []
+    for edge, count in zip(edges, counts, strict=True):
+        if count == 0:
+            continue
+        s = edge / long_edge
+        h, w = (height, width) if edge == long_edge else (round(height * s), round(width * s))
+        out.append(Scale(max(1, h), max(1, w), count))
+    return out

