@@ -60,7 +60,12 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
                 "precision": "u16",
                 "ellipse": SELECTION,
                 "save_source": "selection-source.xcf",
-                "settings": {"placement": "animation", "frame-delay": 150, "frames": 2},
+                "settings": {
+                    "placement": "animation",
+                    "frame-delay": 150,
+                    "frames": 2,
+                    "iterations": 20,  # a small area: enough steps to show the style
+                },
                 "output": "selection.xcf",
             },
             "feather": {
