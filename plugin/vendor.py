@@ -162,10 +162,7 @@ def ensure_runtime_deps(
         info = probe_python(python, dest_dir)
     except ImpastoError as exc:
         return [exc.message]
-    return [
-        f"{mod} does not import in {' '.join(python)}: {why}"
-        for mod, why in sorted(info["missing"].items())
-    ]
+    return _import_problems(info, python)
 
 
 def check_runtime_deps(dest_dir: Path, python: list[str]) -> list[str]:
@@ -174,6 +171,10 @@ def check_runtime_deps(dest_dir: Path, python: list[str]) -> list[str]:
         info = probe_python(python, dest_dir)
     except ImpastoError as exc:
         return [exc.message]
+    return _import_problems(info, python)
+
+
+def _import_problems(info: dict, python: list[str]) -> list[str]:
     return [
         f"{mod} does not import in {' '.join(python)}: {why}"
         for mod, why in sorted(info["missing"].items())

@@ -38,8 +38,11 @@ def grace_hopper(images_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path_factory, monkeypatch):
-    """Keep every test's daemon lock, log and keys out of the real user's folders."""
+def _isolated_state(tmp_path_factory, tmp_path, monkeypatch):
+    """Keep every test's daemon lock, log and keys out of the real user's folders, and
+    forbid downloads: nothing may fetch weights at run time in tests."""
     root = tmp_path_factory.mktemp("xdg")
     for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(root / var.lower()))
+    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))

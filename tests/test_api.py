@@ -14,9 +14,7 @@ from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
 
 
 @pytest.fixture(autouse=True)
-def _offline_headless(monkeypatch, tmp_path):
-    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+def _headless(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
 

@@ -11,13 +11,6 @@ from impasto.daemon.engine import models, weights
 from impasto.shared.errors import BAD_OPTIONS, WEIGHTS_MISSING, ImpastoError
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    """No test may download: point the hub cache at an empty folder and forbid downloads."""
-    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-
 @pytest.fixture(scope="module")
 def vgg():
     index = models.available_layers("vgg19")

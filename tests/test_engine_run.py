@@ -20,12 +20,6 @@ from impasto.shared.errors import (
 from impasto.shared.options import JobOptions
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("IMPASTO_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-
 @pytest.fixture(scope="module")
 def engine():
     return Engine()
