@@ -175,4 +175,6 @@ class NeuralStyleTransfer:
                     frame.show(title=f"iteration {p.iteration}/{p.total}")
 
         self.result = _engine().run(self.content, self.styles, opts, on_progress=on_progress)
-        return frames
+        # Coarse scales report smaller frames; one size makes them a GIF or video as is.
+        size = frames[-1].size if frames else None
+        return [f if f.size == size else f.resize(size, Image.Resampling.LANCZOS) for f in frames]

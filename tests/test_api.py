@@ -29,7 +29,7 @@ def test_paths_in_frames_out(tubingen, starry_night):
     assert len(frames) == 2 and all(isinstance(f, Image.Image) for f in frames)
     assert frames[-1].size == (64, 48) and frames[-1].mode == "RGB"
     assert nst.result.iterations == 4
-    assert frames[0].size[0] <= frames[-1].size[0]  # coarse-to-fine: earlier frames smaller
+    assert all(f.size == frames[-1].size for f in frames)  # one size: ready for a GIF
 
 
 def test_pil_and_array_inputs_blend_and_weights(tubingen, starry_night, grace_hopper):
