@@ -1,8 +1,10 @@
 """One engine measurement in a fresh process; bench_engine.py runs it and reads its JSON.
 
-    python bench/engine_runner.py periter SIZE ITERS CONTENT STYLE
-    python bench/engine_runner.py ttq SIZE EVERY CONTENT STYLE OUT_PNG
-    python bench/engine_runner.py memory SIZE ITERS CONTENT STYLE
+    python bench/engine_runner.py periter SIZE ITERS CONTENT STYLE [PRECISION]
+    python bench/engine_runner.py ttq SIZE EVERY CONTENT STYLE OUT_PNG [PRECISION]
+    python bench/engine_runner.py memory SIZE ITERS CONTENT STYLE [PRECISION]
+
+PRECISION is the engine's ``precision`` option (default ``auto``).
 
 A fresh process per measurement makes peak memory and first-run costs honest.
 """
@@ -23,13 +25,13 @@ from impasto.shared.imagefile import load_image  # noqa: E402
 from impasto.shared.options import JobOptions  # noqa: E402
 
 
-def per_iteration(size: int, iters: int, content, style) -> dict:
+def per_iteration(size: int, iters: int, content, style, precision: str) -> dict:
     """Fixed resolution, like pastiche: seconds per iteration after the first."""
     stamps: list[float] = []
     result = Engine().run(
         content,
         [style],
-        JobOptions(size=size, iterations=iters, scales=1, frames=0),
+        JobOptions(size=size, iterations=iters, scales=1, frames=0, precision=precision),
         on_progress=lambda p: stamps.append(time.perf_counter()),
     )
     per = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
@@ -37,10 +39,13 @@ def per_iteration(size: int, iters: int, content, style) -> dict:
         "seconds_per_iteration": per,
         "width": result.image.shape[1],
         "height": result.image.shape[0],
+        "precision": result.precision,
     }
 
 
-def time_to_quality(size: int, every: int, content_path, style_path, out: str) -> dict:
+def time_to_quality(
+    size: int, every: int, content_path, style_path, out: str, precision: str
+) -> dict:
     """The default (coarse-to-fine) run, saving a frame every ``every`` final-scale iterations.
 
     The clock starts at process start (imports, model loading and targets count) and
@@ -52,8 +57,15 @@ def time_to_quality(size: int, every: int, content_path, style_path, out: str) -
     style = load_image(style_path).to_numpy()
     from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT
 
-    # The evaluator's (pastiche's default) objective, not the product's default look.
-    opts = JobOptions(size=size, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT)
+    # The evaluator's objective, which is pastiche's default (no total variation), not
+    # the product's default look; everything else (schedule, iterations) is the default.
+    opts = JobOptions(
+        size=size,
+        content_weight=CONTENT_WEIGHT,
+        style_weight=STYLE_WEIGHT,
+        tv_weight=0.0,
+        precision=precision,
+    )
     total = opts.total_iterations()
     saving = 0.0
     frames: list[dict] = []
@@ -76,24 +88,40 @@ def time_to_quality(size: int, every: int, content_path, style_path, out: str) -
     result = Engine().run(content, [style], opts.replace(frames=total), on_progress=on_progress)
     run_seconds = time.perf_counter() - T_START - saving
     save(result.image, out)
-    return {"run_seconds": run_seconds, "iterations": result.iterations, "frames": frames}
+    return {
+        "run_seconds": run_seconds,
+        "iterations": result.iterations,
+        "frames": frames,
+        "precision": result.precision,
+        "plan": [list(s) for s in _plan(result)],
+    }
 
 
-def memory(size: int, iters: int, content, style) -> dict:
-    Engine().run(content, [style], JobOptions(size=size, iterations=iters, frames=0))
+def _plan(result) -> list[tuple[int, int, int]]:
+    from impasto.daemon.engine import schedule
+
+    h, w = result.image.shape[:2]
+    return [(s.height, s.width, s.iterations) for s in schedule.plan(h, w, result.iterations, None)]
+
+
+def memory(size: int, iters: int, content, style, precision: str) -> dict:
+    opts = JobOptions(size=size, iterations=iters, frames=0, precision=precision)
+    Engine().run(content, [style], opts)
     return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main(argv: list[str]) -> None:
     mode = argv[1]
     if mode == "ttq":
-        out = time_to_quality(int(argv[2]), int(argv[3]), argv[4], argv[5], argv[6])
+        precision = argv[7] if len(argv) > 7 else "auto"
+        out = time_to_quality(int(argv[2]), int(argv[3]), argv[4], argv[5], argv[6], precision)
     else:
         size, iters = int(argv[2]), int(argv[3])
         content = load_image(argv[4]).to_numpy()
         style = load_image(argv[5]).to_numpy()
+        precision = argv[6] if len(argv) > 6 else "auto"
         fn = per_iteration if mode == "periter" else memory
-        out = fn(size, iters, content, style)
+        out = fn(size, iters, content, style, precision)
     print("RESULT " + json.dumps(out))
 
 

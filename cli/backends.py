@@ -133,7 +133,7 @@ class LocalBackend:
             dict(r.losses),
             r.cancelled,
             r.elapsed,
-            r.device,
+            f"{r.device}, {r.precision}",
         )
 
     def close(self) -> None:

@@ -86,6 +86,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--optimizer", choices=CHOICES["optimizer"], help="lbfgs (default) or adam")
     m.add_argument("--learning-rate", type=float, metavar="LR", help="Adam step size")
     m.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    m.add_argument(
+        "--precision",
+        choices=CHOICES["precision"],
+        help="network arithmetic: auto (default: bfloat16 where the CPU has it natively, "
+        "else float32), float32, bfloat16",
+    )
     m.add_argument("--pooling", choices=CHOICES["pooling"], help="avg (default) or max")
     m.add_argument("--extractor", choices=CHOICES["extractor"], help="feature network")
     m.add_argument(
@@ -128,6 +134,7 @@ _FIELDS = (
     "optimizer",
     "learning_rate",
     "device",
+    "precision",
     "pooling",
     "extractor",
     "weights",

@@ -32,11 +32,14 @@ def test_plan_sums_and_ends_at_the_output(h, w, total, n):
 
 
 def test_default_512_plan_is_coarse_to_fine_with_cheap_early_scales():
-    plan = schedule.plan(384, 512, 300, None)
+    plan = schedule.plan(384, 512, 200, None)
     assert [max(s.height, s.width) for s in plan] == [128, 181, 256, 362, 512]
     counts = [s.iterations for s in plan]
-    assert counts == sorted(counts, reverse=True)
+    # The coarse scales get fewer iterations as they get dearer; the output size gets the
+    # largest single share, since only there does the finest texture form.
+    assert counts[:-1] == sorted(counts[:-1], reverse=True)
+    assert counts[-1] == max(counts) and counts[-1] >= schedule.FINEST_SHARE * 200
     cost = sum(s.iterations * s.height * s.width for s in plan) / (384 * 512)
-    assert cost < 100  # a third of 300 full-resolution iterations
+    assert cost < 100  # half of 200 full-resolution iterations
     aspect = [s.width / s.height for s in plan]
     assert max(aspect) - min(aspect) < 0.02

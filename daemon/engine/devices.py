@@ -2,7 +2,10 @@
 
 ``auto`` prefers CUDA, then Apple's MPS, then the CPU. On CUDA, TF32 matmuls and
 convolutions keep the picture indistinguishable and run several times faster; on the
-CPU, channels-last activations let oneDNN's convolutions run 15-20% faster.
+CPU, channels-last activations let oneDNN's convolutions run 15-20% faster, and on CPUs
+with native bfloat16 dot products (AVX512-BF16, AMX) the network runs in bfloat16: twice
+as fast per iteration on a 2-core Zen 4, with the losses (Gram matrices, content
+distance) still summed in float32 (bench/bench_engine.py measures both).
 """
 
 from __future__ import annotations
@@ -61,6 +64,26 @@ def configure(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def native_bf16_cpu() -> bool:
+    """True where oneDNN runs bfloat16 convolutions in hardware rather than emulating them."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The network's dtype for ``precision`` (auto, float32 or bfloat16) on ``device``.
+
+    ``auto`` picks bfloat16 only on CPUs with native support; on CUDA it keeps float32
+    with TF32 (see ``configure``), on MPS float32.
+    """
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cpu" and native_bf16_cpu():
+        return torch.bfloat16
+    return torch.float32
 
 
 def memory_format(device: torch.device) -> torch.memory_format:

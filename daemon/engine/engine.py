@@ -71,6 +71,7 @@ class StyleResult:
     cancelled: bool
     elapsed: float
     device: str
+    precision: str = "float32"  # the network's arithmetic (bfloat16 on suitable CPUs)
     stop_reason: str = "done"  # done, cancelled, time_limit or diverged
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -128,17 +129,24 @@ class Engine:
 
     # -- models ---------------------------------------------------------------------------
     def model(
-        self, extractor: str, weights: str, pooling: str, device: torch.device, upto: int
+        self,
+        extractor: str,
+        weights: str,
+        pooling: str,
+        device: torch.device,
+        upto: int,
+        dtype: torch.dtype = torch.float32,
     ) -> FeatureExtractor:
         """The cached network truncated at ``upto`` (a deeper cached one serves too)."""
+        want = (extractor, weights, pooling, str(device), dtype)
         with self._lock:
-            for (e, w, p, d, depth), m in self._models.items():
-                if (e, w, p, d) == (extractor, weights, pooling, str(device)) and depth >= upto:
+            for (*key, depth), m in self._models.items():
+                if tuple(key) == want and depth >= upto:
                     return m
             model = load_extractor(extractor, weights, pooling, upto)
             fmt = devices.memory_format(device)
-            model = model.to(device=device, memory_format=fmt)
-            self._models[(extractor, weights, pooling, str(device), upto)] = model
+            model = model.to(device=device, dtype=dtype, memory_format=fmt)
+            self._models[(*want, upto)] = model
             self.models_loaded += 1
             return model
 
@@ -196,7 +204,8 @@ class Engine:
         device = devices.resolve_device(opts.device)
         devices.configure(device)
         out_h, out_w = imageops.output_size(*content_arr.shape[:2], opts.size, self.max_pixels)
-        model = self.model(opts.extractor, opts.weights, opts.pooling, device, upto)
+        dtype = devices.compute_dtype(device, opts.precision)
+        model = self.model(opts.extractor, opts.weights, opts.pooling, device, upto, dtype)
         need = min_side(model, upto)
         if min(out_h, out_w) < need:
             raise ImpastoError(
@@ -240,6 +249,7 @@ class Engine:
             cancelled=stop == "cancelled",
             elapsed=elapsed,
             device=str(device),
+            precision=str(dtype).removeprefix("torch."),
             stop_reason=stop or "done",
             timings={"setup": t_setup, "targets": run.target_time, "total": elapsed},
         )
@@ -308,7 +318,13 @@ class _Run:
 
     def _objective(self, h: int, w: int, content_rgb: torch.Tensor) -> Objective:
         t = time.perf_counter()
-        model_key = (self.model.name, self.opts.weights, self.opts.pooling, str(self.device))
+        model_key = (
+            self.model.name,
+            self.opts.weights,
+            self.opts.pooling,
+            str(self.device),
+            str(self.model.dtype),
+        )
         x_content = self._to_input(content_rgb)
         content_targets = self.engine.targets.get_or_compute(
             ("content", model_key, tuple(self.content_layers), tensor_digest(content_rgb)),
@@ -423,7 +439,7 @@ class _Run:
             h, w = scale.height, scale.width
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb)
-            x = self._initial(h, w, content_rgb) if x is None else imageops.resize(x, h, w)
+            x = self._initial(h, w, content_rgb) if x is None else imageops.upscale(x, h, w)
 
             def after(i, xi, losses, last, k=k, scale=scale):
                 self.iteration += 1

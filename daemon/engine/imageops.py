@@ -72,6 +72,15 @@ def resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     )
 
 
+def upscale(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic enlargement, for carrying a picture up to the next scale.
+
+    Sharper than bilinear, so the finer scale starts nearer its texture; the caller
+    clamps the overshoot.
+    """
+    return F.interpolate(t, size=(height, width), mode="bicubic", align_corners=False)
+
+
 def fit_long_edge(height: int, width: int, long_edge: int) -> tuple[int, int]:
     """(h, w) scaled so the longer side is ``long_edge``; each side at least 1."""
     s = long_edge / max(height, width)

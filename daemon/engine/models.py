@@ -66,6 +66,12 @@ class Preprocessing:
         std = x.new_tensor(self.std).view(1, 3, 1, 1)
         return (x * self.scale - mean) / std
 
+    def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network-input values of RGB 0 and 1: the box a picture must stay inside."""
+        mean = like.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = like.new_tensor(self.std).view(1, 3, 1, 1)
+        return -mean / std, (self.scale - mean) / std
+
     def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
         """Network input -> RGB in 0..1 (not clamped)."""
         mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
@@ -106,7 +112,17 @@ class FeatureExtractor(nn.Module):
     def layer_names(self) -> list[str]:
         return list(self.taps)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.body.parameters()).dtype
+
     def forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Activations of ``layers`` as float32, whatever dtype the body computes in.
+
+        The input is cast to the body's dtype, so a float32 image can drive a bfloat16
+        network and its gradient comes back as float32.
+        """
+        x = x.to(self.dtype)
         wanted: dict[int, list[str]] = {}
         for layer in layers:
             wanted.setdefault(self.taps[layer], []).append(layer)
@@ -115,7 +131,8 @@ class FeatureExtractor(nn.Module):
         for i, module in enumerate(self.body):
             x = module(x)
             for layer in wanted.get(i, ()):
-                out[layer] = x * self.feature_scale if self.feature_scale != 1.0 else x
+                f = x.float()
+                out[layer] = f * self.feature_scale if self.feature_scale != 1.0 else f
             if i == last:
                 break
         return out

@@ -2,7 +2,11 @@
 
 A picture's layout settles at low resolution where an iteration is cheap; each finer
 scale then only adds detail (crowsonkb/style-transfer-pytorch does the same with a √2
-step). Coarse scales get more iterations because they cost a fraction of the finest one.
+step). The finest scale gets the largest single share: an upscaled picture lacks the
+fine texture the first style layers measure, and only iterations at full size restore it.
+The coarser scales share the rest, the cheapest getting the most. bench/bench_engine.py
+measured the split: at 512 px, moving iterations from the coarse scales to the finest
+one reached pastiche's final loss in about half the time.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from dataclasses import dataclass
 SCALE_STEP = math.sqrt(2.0)
 MIN_EDGE = 128  # the coarsest long edge for outputs of 256 px and more
 SMALLEST_EDGE = 32  # never optimise a long edge below this
-# Each finer scale gets this fraction of the iterations of the scale before it: with
-# pixels doubling per √2 step, the finest scale then costs ~40% of a 5-scale run.
-DECAY = 0.75
+# The finest scale's share of the iterations; of the rest, each finer scale gets this
+# fraction of the scale before it.
+FINEST_SHARE = 0.3
+DECAY = 0.8
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,9 @@ def split_iterations(total: int, n: int) -> list[int]:
         return [total]
     if total < n:
         return [0] * (n - total) + [1] * total  # tiny budgets: only the finest scales run
-    weights = [DECAY**i for i in range(n)]
-    counts = [max(1, int(total * w / sum(weights))) for w in weights]
+    coarse = [DECAY**i for i in range(n - 1)]
+    weights = [(1 - FINEST_SHARE) * w / sum(coarse) for w in coarse] + [FINEST_SHARE]
+    counts = [max(1, int(total * w)) for w in weights]
     counts[-1] += total - sum(counts)
     while counts[-1] < 1:  # rounding took too much from the finest scale
         i = max(range(n - 1), key=lambda k: counts[k])

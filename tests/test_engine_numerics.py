@@ -1,0 +1,150 @@
+"""Arithmetic and step control: bfloat16 networks, the colour box, the L-BFGS step cap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from impasto.daemon.engine import Engine, devices, imageops
+from impasto.daemon.engine.lbfgs import LBFGS
+from impasto.daemon.engine.models import CAFFE, available_layers
+from impasto.daemon.engine.objective import Objective
+from impasto.daemon.engine.optimize import optimise_scale
+from impasto.daemon.engine.weights import load_extractor
+from impasto.shared.options import JobOptions
+
+SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
+
+
+def load(path, size) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB").resize(size), dtype=np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def pictures(images_dir):
+    return load(images_dir / "tubingen.jpg", (96, 72)), load(
+        images_dir / "starry_night.jpg", (96, 60)
+    )
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return load_extractor("vgg19", "original", "avg", available_layers("vgg19")["conv3_1"])
+
+
+def as_input(path, size) -> torch.Tensor:
+    return CAFFE.to_input(torch.from_numpy(load(path, size)).permute(2, 0, 1)[None])
+
+
+def test_bfloat16_network_gives_float32_features_close_to_float32(vgg, tubingen):
+    x = as_input(tubingen, (80, 64))
+    ref = vgg(x, ["conv1_1", "conv3_1"])
+    half = load_extractor("vgg19", "original", "avg", vgg.taps["conv3_1"]).to(torch.bfloat16)
+    got = half(x, ["conv1_1", "conv3_1"])
+    for layer in ref:
+        assert got[layer].dtype == torch.float32
+        err = (got[layer] - ref[layer]).norm() / ref[layer].norm()
+        assert err < 0.02, (layer, float(err))
+
+
+def test_gradient_reaches_a_float32_image_through_a_bfloat16_network(vgg):
+    half = load_extractor("vgg19", "original", "avg", vgg.taps["conv2_1"]).to(torch.bfloat16)
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    (grad,) = torch.autograd.grad(half(x, ["conv2_1"])["conv2_1"].square().mean(), x)
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_precision_option_reaches_the_network_and_the_result(pictures):
+    content, style = pictures
+    engine = Engine()
+    results = {
+        p: engine.run(
+            content,
+            [style],
+            JobOptions(size=64, iterations=8, frames=0, scales=1, seed=1, precision=p, **SHALLOW),
+        )
+        for p in ("float32", "bfloat16")
+    }
+    assert results["float32"].precision == "float32"
+    assert results["bfloat16"].precision == "bfloat16"
+    dtypes = sorted(str(m.dtype) for m in engine._models.values())
+    assert dtypes == ["torch.bfloat16", "torch.float32"]  # one cached network each
+    a, b = (results[p].losses["total"] for p in ("float32", "bfloat16"))
+    assert abs(a - b) < 0.25 * a  # the same optimisation, within bfloat16's rounding
+    diff = np.abs(results["float32"].image - results["bfloat16"].image).mean()
+    assert diff < 8 / 255  # same picture, up to small rounding differences
+
+
+def test_auto_precision_follows_the_cpu():
+    cpu = torch.device("cpu")
+    want = torch.bfloat16 if devices.native_bf16_cpu() else torch.float32
+    assert devices.compute_dtype(cpu, "auto") is want
+    assert devices.compute_dtype(cpu, "float32") is torch.float32
+    assert devices.compute_dtype(cpu, "bfloat16") is torch.bfloat16
+    assert devices.compute_dtype(torch.device("meta"), "auto") is torch.float32
+
+
+def test_bad_precision_is_named():
+    with pytest.raises(ValueError, match="precision"):
+        JobOptions(precision="float8").validate()
+
+
+def test_pictures_stay_inside_the_colour_box(vgg, tubingen):
+    x0 = as_input(tubingen, (64, 48))
+    f = vgg(x0, ["conv2_1"])["conv2_1"][0].flatten(1)
+    objective = Objective(
+        model=vgg,
+        content_targets={},
+        # A Gram target 50x the picture's own asks for more energy than colours can hold.
+        style_targets={"conv2_1": 50 * (f @ f.t()) / f.shape[1]},
+        style_layer_weights={"conv2_1": 1.0},
+        content_weight=0.0,
+        style_weight=1.0,
+        tv_weight=0.0,
+    )
+    lo, hi = CAFFE.bounds(x0)
+    for optimizer in ("lbfgs", "adam"):
+        seen: list[torch.Tensor] = []
+        out = optimise_scale(
+            x0,
+            objective,
+            8,
+            optimizer,
+            None,
+            1.0,
+            lambda: None,
+            lambda i, x, *_, s=seen: s.append(x),
+        )
+        assert out.iterations == 8
+        for x in [*seen, out.image]:
+            assert (x >= lo - 1e-4).all() and (x <= hi + 1e-4).all()
+        assert any(bool((x >= hi - 1e-3).any()) for x in seen)  # it did press against the box
+
+
+def test_lbfgs_steps_are_capped():
+    # Σ sqrt(1 + x²) far from its minimum: the gradient hardly changes over the small
+    # first step, so the curvature estimate sᵀy/yᵀy is huge and an uncapped second step
+    # would throw x hundreds of thousands of units away.
+    def run(max_step):
+        x, moves = torch.linspace(50, 100, 50), []
+        opt = LBFGS(history=5, lr=1.0, first_step=0.5, max_step=max_step)
+        for _ in range(4):
+            nxt = opt.step(x, x / torch.sqrt(1 + x * x))
+            moves.append(float((nxt - x).abs().max()))
+            x = nxt
+        return moves
+
+    assert max(run(float("inf"))) > 1000
+    assert max(run(2.0)) <= 2.0 + 1e-4
+
+
+def test_upscale_is_sharper_than_bilinear():
+    edge = torch.zeros(1, 1, 8, 8)
+    edge[..., 4:] = 1.0
+    cubic = imageops.upscale(edge, 16, 16)
+    linear = torch.nn.functional.interpolate(edge, size=(16, 16), mode="bilinear")
+    assert cubic.shape == (1, 1, 16, 16)
+    # Steeper transition: the pixels beside the edge sit further from the middle grey.
+    assert (cubic[..., 7] - 0.5).abs().mean() > (linear[..., 7] - 0.5).abs().mean()
