@@ -174,6 +174,9 @@ def test_ctrl_c_saves_the_best_image_so_far(tmp_path, tubingen, starry_night):
         ],
         stderr=subprocess.PIPE,
         text=True,
+        # A terminal's Ctrl-C: a runner that started us in the background (as a
+        # non-interactive shell's `&` does) passes SIGINT on ignored, and so would Python.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 180
     while not list(frames.glob("frame_*.png")) and time.monotonic() < deadline:
