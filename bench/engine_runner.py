@@ -93,15 +93,16 @@ def time_to_quality(
         "iterations": result.iterations,
         "frames": frames,
         "precision": result.precision,
-        "plan": [list(s) for s in _plan(result)],
+        "plan": [[s.height, s.width, s.iterations] for s in _plan(result, opts)],
     }
 
 
-def _plan(result) -> list[tuple[int, int, int]]:
+def _plan(result, opts: JobOptions) -> list:
+    """The scales the run went through (the engine plans them from the same options)."""
     from impasto.daemon.engine import schedule
 
     h, w = result.image.shape[:2]
-    return [(s.height, s.width, s.iterations) for s in schedule.plan(h, w, result.iterations, None)]
+    return schedule.plan(h, w, opts.total_iterations(), opts.scales)
 
 
 def memory(size: int, iters: int, content, style, precision: str) -> dict:

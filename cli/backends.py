@@ -133,7 +133,7 @@ class LocalBackend:
             dict(r.losses),
             r.cancelled,
             r.elapsed,
-            f"{r.device}, {r.precision}",
+            r.device_label,
         )
 
     def close(self) -> None:

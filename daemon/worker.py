@@ -138,7 +138,7 @@ class Worker(threading.Thread):
         tiny = np.full((32, 32, 3), 0.5, np.float32)
         options = JobOptions(size=32, iterations=1, frames=0, scales=1, device=self.device)
         result = self.engine.run(tiny, [tiny], options, on_progress=None, cancel=CancelToken())
-        self.resolved_device = _device_label(result)
+        self.resolved_device = result.device_label
         self.model_loaded = True
 
     # -- one job --------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class Worker(threading.Thread):
             "losses": _losses(result.losses),
             "cancelled": bool(result.cancelled),
             "elapsed": float(result.elapsed),
-            "device": _device_label(result) or self.device,
+            "device": result.device_label or self.device,
         }
         self.resolved_device = self.resolved_device or fields["device"]
         self.model_loaded = True
@@ -271,10 +271,3 @@ def _free_device_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _device_label(result: Any) -> str:
-    """``cpu, bfloat16``: where a job ran and in what arithmetic, for people to read."""
-    device = str(getattr(result, "device", "") or "")
-    precision = getattr(result, "precision", "")
-    return f"{device}, {precision}" if device and precision else device

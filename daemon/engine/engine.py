@@ -75,6 +75,11 @@ class StyleResult:
     stop_reason: str = "done"  # done, cancelled, time_limit or diverged
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def device_label(self) -> str:
+        """``cpu, bfloat16``: where the job ran and in what arithmetic, for people to read."""
+        return f"{self.device}, {self.precision}" if self.device else ""
+
 
 ProgressCallback = Callable[[Progress], None]
 

@@ -68,9 +68,8 @@ class Preprocessing:
 
     def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network-input values of RGB 0 and 1: the box a picture must stay inside."""
-        mean = like.new_tensor(self.mean).view(1, 3, 1, 1)
-        std = like.new_tensor(self.std).view(1, 3, 1, 1)
-        return -mean / std, (self.scale - mean) / std
+        black = like.new_zeros(1, 3, 1, 1)
+        return self.to_input(black), self.to_input(black + 1.0)
 
     def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
         """Network input -> RGB in 0..1 (not clamped)."""

@@ -40,7 +40,15 @@ class ScaleOutcome:
 class _Stepper:
     """One interface over our L-BFGS and torch's Adam: (x, grad) -> next x."""
 
-    def __init__(self, x: torch.Tensor, name: str, lr: float | None, levels_per_unit: float):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        name: str,
+        lr: float | None,
+        levels_per_unit: float,
+        bounds: tuple[torch.Tensor, torch.Tensor],
+    ):
+        self.lo, self.hi = bounds  # every step ends inside this box
         self.adam = None
         if name == "adam":
             step = lr if lr is not None else DEFAULT_ADAM_STEP
@@ -54,13 +62,13 @@ class _Stepper:
                 LBFGS_MAX_STEP / levels_per_unit,
             )
 
-    def step(self, x: torch.Tensor, grad: torch.Tensor, lo, hi) -> torch.Tensor:
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self.adam is None:
-            return torch.maximum(torch.minimum(self.lbfgs.step(x, grad), hi), lo)
+            return self.lbfgs.step(x, grad).clamp_(self.lo, self.hi)
         self.param.grad = grad
         self.adam.step()
         with torch.no_grad():
-            self.param.copy_(torch.maximum(torch.minimum(self.param, hi), lo))
+            self.param.clamp_(self.lo, self.hi)
         return self.param.detach().clone()
 
 
@@ -79,9 +87,9 @@ def optimise_scale(
     ``after_iteration(i, x, losses, last)`` reports each step; ``last`` is true when
     ``should_stop`` has just asked to stop, so the caller can emit a final frame.
     """
-    lo, hi = objective.model.preprocessing.bounds(x0)
-    x = torch.maximum(torch.minimum(x0.detach(), hi), lo)
-    stepper = _Stepper(x, optimizer, learning_rate, levels_per_unit)
+    bounds = objective.model.preprocessing.bounds(x0)
+    x = x0.detach().clamp(*bounds)
+    stepper = _Stepper(x, optimizer, learning_rate, levels_per_unit, bounds)
     best_loss, best = math.inf, x
     losses: dict[str, float] = {}
     done, stop = 0, should_stop()
@@ -96,7 +104,7 @@ def optimise_scale(
         x = x.detach()
         if losses["total"] < best_loss:
             best_loss, best = losses["total"], x
-        x = stepper.step(x, grad, lo, hi)
+        x = stepper.step(x, grad)
         done = i
         stop = should_stop()
         after_iteration(i, x, dict(losses), stop is not None)
