@@ -7,13 +7,22 @@ exists it opens the image, sets up depth/offset/selection, runs the Impasto plug
 a .kra, and quits. Every failure is written to the result file, never swallowed.
 """
 
+import faulthandler
+import importlib
 import json
 import os
+import sys
 import traceback
 
+import pykrita
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QEventLoop, QTimer
-from PyQt5.QtWidgets import QApplication
+
+# Krita's own choice of binding (PyQt6 in Krita 6): the same test runs before the
+# plug-in is there (the zip import scenario), so not through impasto_krita.qt.
+_QT = f"PyQt{getattr(pykrita, 'qt_major_version', lambda: 5)()}"
+QEventLoop = importlib.import_module(_QT + ".QtCore").QEventLoop
+QTimer = importlib.import_module(_QT + ".QtCore").QTimer
+QApplication = importlib.import_module(_QT + ".QtWidgets").QApplication
 
 SPEC = os.environ.get("IMPASTO_KRITA_SPEC", "")
 SRGB16 = "sRGB-elle-V2-g10.icc"
@@ -48,7 +57,7 @@ def _dump(path, data):
 def _wait(ms):
     loop = QEventLoop()
     QTimer.singleShot(ms, loop.quit)
-    loop.exec_()
+    loop.exec()
 
 
 def _scenario(spec, facts, out_dir):
@@ -217,13 +226,50 @@ def _run_dialog(spec, facts, out_dir):
     return [n.name() for n in _all_nodes(doc.rootNode())]
 
 
+def _import_zip(spec, facts):
+    """What Tools > Scripts > Import Python Plugin from File does after its file dialog:
+    Krita's own PluginImporter into the resource folder, then "enable now? yes"."""
+    from plugin_importer.plugin_importer import PluginImporter
+    from plugin_importer.plugin_importer_extension import PluginImporterExtension
+
+    extension = PluginImporterExtension(Krita.instance())
+    resources = extension.get_resources_dir()
+    imported = PluginImporter(spec["import_zip"], resources, lambda plugin: True).import_all()
+    extension.activate_plugins(imported)
+    facts["imported"] = [plugin["name"] for plugin in imported]
+    facts["resources_dir"] = resources
+    facts["qt_major"] = int(getattr(pykrita, "qt_major_version", lambda: 5)())
+
+
+def _probe(facts):
+    """Which Krita and binding this is, and whether the Impasto plug-in loaded."""
+    app = Krita.instance()
+    facts["krita_version"] = app.version()
+    facts["qt_binding"] = _QT
+    facts["plugin_loaded"] = "impasto_krita" in sys.modules
+    facts["action_found"] = app.action("impasto_style_transfer") is not None
+    if not facts["plugin_loaded"]:
+        try:
+            importlib.import_module("impasto_krita")
+        except Exception:
+            facts["plugin_error"] = traceback.format_exc()
+
+
 def _main():
     out_dir = os.path.dirname(SPEC)
     facts = {"ok": False}
+    # a crash inside Krita leaves the Python stack of every thread here
+    crash_log = open(os.path.join(out_dir, "crash.log"), "w")  # noqa: SIM115 (open till exit)
+    faulthandler.enable(crash_log)
     try:
         with open(SPEC) as fh:
             spec = json.load(fh)
-        _scenario(spec, facts, out_dir)
+        if spec.get("import_zip"):
+            _import_zip(spec, facts)
+        elif spec.get("probe_only"):
+            _probe(facts)
+        else:
+            _scenario(spec, facts, out_dir)
         facts["ok"] = True
     except Exception:
         facts["traceback"] = traceback.format_exc()

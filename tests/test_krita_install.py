@@ -112,18 +112,35 @@ def test_install_reports_a_python_that_cannot_get_the_deps(tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_deps_are_vendored_from_wheels(tmp_path):
-    """A Python without zmq/msgpack gets matching wheels unpacked beside the client."""
-    wheels = tmp_path / "wheels"
-    info = vendor.probe_python([SYSTEM_PYTHON, "-S"], tmp_path)
-    try:
-        vendor.download_wheels(info, wheels)
-    except ImpastoError as exc:  # the one network step: PyPI (or its proxy) unreachable
-        pytest.skip(f"PyPI not reachable for the wheel download: {exc.message[:200]}")
+def test_missing_deps_are_vendored_from_wheels(tmp_path, wheelhouse):
+    """A Python without zmq/msgpack gets wheels for its own ABI in a tagged folder."""
     dest = tmp_path / "vendor"
-    assert vendor.ensure_runtime_deps(dest, [SYSTEM_PYTHON, "-S"], wheelhouse=wheels) == []
-    assert (dest / "zmq").is_dir() and (dest / "msgpack").is_dir()
+    vendor.vendor_client(dest)
+    assert vendor.ensure_runtime_deps(dest, [SYSTEM_PYTHON, "-S"], wheelhouse=wheelhouse) == []
+    tag = vendor.probe_python([SYSTEM_PYTHON, "-S"], dest)["tag"]
+    assert tag == "cp311-linux-x86_64"
+    assert (dest / "wheels" / tag / "zmq").is_dir() and (dest / "wheels" / tag / "msgpack").is_dir()
+    assert not (dest / "zmq").exists()  # nothing untagged that another Python could pick up
+    info = vendor.probe_python([SYSTEM_PYTHON, "-S"], dest)
+    assert info["from"]["zmq"].startswith(str(dest / "wheels" / tag))
     assert vendor.check_runtime_deps(dest, [SYSTEM_PYTHON, "-S"]) == []
+
+
+def test_wheels_of_another_python_are_ignored_for_the_system_copy(tmp_path, wheelhouse):
+    """The "source tree" failure: wheels for 3.14 must not shadow 3.11's own zmq."""
+    dest = tmp_path / "vendor"
+    vendor.vendor_client(dest)
+    vendor.vendor_wheels(dest, vendor.Target("3.14", "linux", "x86_64"), wheelhouse)
+    (dest / "zmq").mkdir()  # the old untagged layout: removed by the next vendoring
+    vendor.vendor_client(dest)
+    assert not (dest / "zmq").exists()
+    info = vendor.probe_python([SYSTEM_PYTHON], dest)
+    assert info["missing"] == {} and info["wheels"] is None
+    assert info["from"]["zmq"].startswith("/usr/lib/python3/dist-packages/")
+    # and a Python with neither gets a message naming it and the fix
+    problems = vendor.check_runtime_deps(dest, [SYSTEM_PYTHON, "-S"])
+    text = "\n".join(problems)
+    assert "Python 3.11" in text and "cp314-linux-x86_64" in text and "install-plugin" in text
 
 
 def test_chroot_paths_are_translated(tmp_path):

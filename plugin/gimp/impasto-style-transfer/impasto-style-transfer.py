@@ -15,8 +15,12 @@ import sys
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pyzmq/msgpack: only the wheels built for the Python GIMP runs (else its own copies)
+from impasto.plugin import binary_deps
 
-import gi
+binary_deps.activate(os.path.dirname(os.path.abspath(__file__)))
+
+import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 import impasto_gimp_args as args  # noqa: E402

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from krita import Krita
-from PyQt5.QtCore import QByteArray, QCoreApplication, QRect
 
 from impasto.plugin.client import Client
 from impasto.plugin.hostjob import (
@@ -29,6 +28,7 @@ from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
 from impasto.shared.rawimage import RawImage
 
 from . import qtimage
+from .qt import QByteArray, QCoreApplication, QRect
 
 DEPTH_BITS = {"U8": 8, "U16": 16}
 SRGB_PROFILE = "sRGB-elle-V2-srgbtrc.icc"

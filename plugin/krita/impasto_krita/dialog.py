@@ -11,9 +11,14 @@ import json
 from typing import Any
 
 from krita import Krita
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtGui import QPixmap
-from PyQt5.QtWidgets import (
+
+from impasto.plugin.hostjob import DEFAULT_SETTINGS, describe_error, format_eta
+from impasto.shared.errors import ImpastoError
+from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
+
+from . import qtimage
+from .adapter import KritaRun
+from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
     QComboBox,
     QDialog,
@@ -26,19 +31,15 @@ from PyQt5.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
+    QPixmap,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    Qt,
+    QTimer,
     QVBoxLayout,
     QWidget,
 )
-
-from impasto.plugin.hostjob import DEFAULT_SETTINGS, describe_error, format_eta
-from impasto.shared.errors import ImpastoError
-from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
-
-from . import qtimage
-from .adapter import KritaRun
 
 SETTINGS_GROUP = "impasto"
 MAX_STYLE_ROWS = 4
@@ -78,9 +79,13 @@ class StyleRow(QWidget):
         self.source.addItem("(choose a style)", None)
         for path in self.dialog.recent_files:
             self.source.addItem(path.rsplit("/", 1)[-1], path)
-            self.source.setItemData(self.source.count() - 1, path, Qt.ToolTipRole)
+            self.source.setItemData(self.source.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+        # PyQt6 keeps only the C++ pointer of a QObject in item data (PyQt5 kept the
+        # Python object): hold the Node wrappers, or Krita deletes them under the list.
+        self.held_nodes = []
         for doc in Krita.instance().documents():
             for node in _layers(doc.rootNode()):
+                self.held_nodes.append(node)
                 self.source.addItem(f"{_doc_name(doc)} › {node.name()}", node)
         self.source.addItem(FILE_ITEM, FILE_ITEM)
         self.set_value(keep)
@@ -203,7 +208,7 @@ class StyleTransferDialog(QDialog):
         root.addWidget(self.advanced)
 
         self.preview = QLabel()
-        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumHeight(0)
         root.addWidget(self.preview)
         self.progress = QProgressBar()
@@ -214,9 +219,11 @@ class StyleTransferDialog(QDialog):
         root.addWidget(self.status)
 
         buttons = QDialogButtonBox()
-        self.start_button = buttons.addButton("Stylise", QDialogButtonBox.AcceptRole)
-        self.cancel_button = buttons.addButton("Cancel job", QDialogButtonBox.DestructiveRole)
-        self.close_button = buttons.addButton("Close", QDialogButtonBox.RejectRole)
+        self.start_button = buttons.addButton("Stylise", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = buttons.addButton(
+            "Cancel job", QDialogButtonBox.ButtonRole.DestructiveRole
+        )
+        self.close_button = buttons.addButton("Close", QDialogButtonBox.ButtonRole.RejectRole)
         self.cancel_button.setEnabled(False)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
@@ -347,7 +354,14 @@ class StyleTransferDialog(QDialog):
 
     def _show_preview(self, image) -> None:
         pixmap = QPixmap.fromImage(qtimage.to_qimage(image))
-        self.preview.setPixmap(pixmap.scaled(240, 160, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        self.preview.setPixmap(
+            pixmap.scaled(
+                240,
+                160,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -357,8 +371,10 @@ class StyleTransferDialog(QDialog):
         """Status line plus a message box that does not block Krita (open(), not exec)."""
         self.last_error = message
         self.status.setText("Error: " + message.splitlines()[0])
-        box = QMessageBox(QMessageBox.Warning, "Impasto", message, QMessageBox.Ok, self)
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Impasto", message, QMessageBox.StandardButton.Ok, self
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.error_box = box
 
