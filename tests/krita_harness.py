@@ -138,8 +138,17 @@ class KritaHome:
         # Krita needs /proc; a private mount namespace mounts it for this run only,
         # so nothing stays mounted inside the cached root.
         script = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"'
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                str(self.chroot), *krita]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            str(self.chroot),
+            *krita,
+        ]
 
     def run(self, spec: dict, out_dir: Path, timeout: float = 240) -> dict:
         """Run one scenario in a fresh Krita process; the recorded facts."""
