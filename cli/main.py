@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from impasto.cli.options_args import add_engine_arguments
+from impasto.cli.package_cmd import add_parser as add_package_plugin
 from impasto.shared.errors import DAEMON_UNAVAILABLE, ImpastoError
 
 # Exit codes scripts can rely on.
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_daemon(sub)
     _add_install_plugin(sub)
+    add_package_plugin(sub, _formatter)
     _add_keys(sub)
     return parser
 

@@ -253,6 +253,10 @@ def _probe(facts):
             importlib.import_module("impasto_krita")
         except Exception:
             facts["plugin_error"] = traceback.format_exc()
+    try:  # which pyzmq the plug-in got: its own wheels or Krita's Python's
+        facts["zmq_file"] = importlib.import_module("zmq").__file__
+    except Exception:
+        facts["zmq_error"] = traceback.format_exc()
 
 
 def _main():

@@ -40,13 +40,6 @@ def krita_home(chroot_krita):
     home.close()
 
 
-@pytest.fixture(scope="module")
-def source_png(tmp_path_factory, tubingen):
-    from tests.krita_harness import write_png
-
-    return write_png(tubingen, tmp_path_factory.mktemp("png") / "tubingen.png", 96)
-
-
 def test_version_and_binding_are_the_expected_ones(chroot_krita, krita_home, tmp_path):
     series, _ = chroot_krita
     spec = {"probe_only": True}
