@@ -14,6 +14,8 @@ def run(args: argparse.Namespace) -> int:
     installer = importlib.import_module(INSTALLERS[args.editor])
     dest = Path(args.dest).expanduser() if args.dest else None
     name = NAMES[args.editor]
+    for found in installer.find():  # which editor (and Python) the install is for
+        print(f"found {found.describe()}")
     if args.check:
         problems = installer.check(dest)
         if not problems:

@@ -5,7 +5,7 @@ debootstrap of the Debian suite that ships it, built once and kept outside the
 repository (tests override XDG_CACHE_HOME, so not there either) under
 /var/cache/impasto. A build goes into ``ROOT.tmp`` and is renamed when complete, with a
 marker file naming what was installed, so an interrupted or outdated build is never
-taken for a cache. ``python tests/debian_chroot.py build NAME...`` builds ahead of the
+taken for a cache. ``python -m tests.debian_chroot build NAME...`` builds ahead of the
 tests (.ci/install does it).
 """
 
@@ -171,7 +171,7 @@ def ensure_root(spec: ChrootSpec, root: Path | None = None, log=None) -> Path:
 def main(argv: list[str]) -> int:
     names = argv[2:] if argv[1:2] == ["build"] else []
     if not names or any(name not in SPECS for name in names):
-        print(f"usage: debian_chroot.py build NAME...   (NAME: {', '.join(SPECS)})")
+        print(f"usage: python -m tests.debian_chroot build NAME...   (NAME: {', '.join(SPECS)})")
         return 2
     try:
         for name in names:

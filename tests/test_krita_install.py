@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,5 +159,22 @@ def test_missing_editor_tools_are_named_with_the_install_command(monkeypatch, tm
     monkeypatch.setenv("PATH", str(tmp_path))
     assert missing_tools() == ["krita", "xvfb-run"]
     assert "apt-get install krita xvfb" in INSTALL_HINT
+    monkeypatch.setenv("HOME", str(tmp_path))  # no AppImage in ~/Applications either
     problems = install_krita.check(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
-    assert problems[0] == "Krita is not installed (no `krita` on PATH)"
+    assert problems[0].startswith("Krita is not installed here (looked for `krita` on PATH")
+    assert "package-plugin krita" in problems[0]
+    with pytest.raises(ImpastoError, match="Krita is not installed here"):
+        install_krita.install(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
+    assert not (tmp_path / "pykrita").exists()  # nothing half-installed
+
+
+def test_krita_python_is_the_one_krita_links_not_the_first_on_path(monkeypatch, tmp_path):
+    """A python3.11 earlier on PATH (a pyenv shim, a venv) is not the Python Krita runs."""
+    shim = tmp_path / "python3.11"
+    shim.write_text("#!/bin/sh\nexit 1\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    found = install_krita.find()[0]
+    assert found.kind == "package" and found.version == "5.1.5"
+    assert found.python == [SYSTEM_PYTHON + ".11"]  # Debian's, beside libpython3.11
+    assert "Krita 5.1.5 (package: " in found.describe()

@@ -2,7 +2,7 @@
 
 The installer and ``impasto package-plugin`` download wheels with pip; the tests use
 this folder instead (``--no-index --find-links``), so they need no network once it is
-filled. .ci/install fills it (``python tests/wheelhouse.py fill``, PyPI needed then);
+filled. .ci/install fills it (``python -m tests.wheelhouse fill``, PyPI needed then);
 a test that finds it incomplete tries to fill it and, if PyPI cannot be reached,
 skips with that reason. Location: $IMPASTO_WHEELHOUSE, default
 /var/cache/impasto/wheels (outside the repository and the tests' XDG folders).
@@ -73,7 +73,7 @@ def wheelhouse() -> Path:
         except (ImpastoError, OSError) as exc:
             pytest.skip(
                 f"the wheel cache {folder} is incomplete and PyPI is unreachable to fill it "
-                f"(run `python tests/wheelhouse.py fill` where it is): {str(exc)[:300]}"
+                f"(run `python -m tests.wheelhouse fill` where it is): {str(exc)[:300]}"
             )
     left = missing(folder)
     if left:
@@ -83,7 +83,7 @@ def wheelhouse() -> Path:
 
 def main(argv: list[str]) -> int:
     if argv[1:] != ["fill"]:
-        print("usage: wheelhouse.py fill   (downloads the wheels the packaging tests use)")
+        print("usage: python -m tests.wheelhouse fill  (the wheels the packaging tests use)")
         return 2
     folder = fill()
     left = missing(folder)
