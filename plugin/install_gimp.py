@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 from impasto.plugin import binary_deps, installed_editors
 from impasto.plugin.installed_editors import Found
 from impasto.plugin.vendor import (
-    Target,
     check_runtime_deps,
     check_vendored,
     ensure_runtime_deps,
@@ -32,11 +30,6 @@ PLUGIN_NAME = "impasto-style-transfer"
 SOURCE_DIR = Path(__file__).resolve().parent / "gimp" / PLUGIN_NAME
 PYTHON_ENV = "IMPASTO_GIMP_PYTHON"  # the command that runs GIMP's Python, e.g. "python3.13"
 GIMP_CONSOLES = tuple(f"usr/bin/gimp-console-{series}" for series in installed_editors.GIMP_SERIES)
-LOOKED_FOR = {
-    "linux": "gimp-console-3.2/3.0 or gimp-3.2/3.0 on PATH, the Flatpak org.gimp.GIMP",
-    "win32": "GIMP 3 in Program Files or in your user's Programs folder",
-    "darwin": "GIMP.app in /Applications",
-}
 
 
 def default_dest(found: Found | None = None) -> Path:
@@ -48,14 +41,6 @@ def default_dest(found: Found | None = None) -> Path:
 
 def find() -> list[Found]:
     return installed_editors.find_gimp()
-
-
-def not_found_message() -> str:
-    looked = LOOKED_FOR.get(sys.platform, LOOKED_FOR["linux"])
-    return (
-        f"GIMP 3 is not installed here (looked for {looked}). Install GIMP 3, or build a "
-        "plug-in zip for another machine: `impasto package-plugin gimp --platform ...`"
-    )
 
 
 def _chroot_python(dest: Path) -> list[str] | None:
@@ -94,14 +79,6 @@ def lay_out(dest: Path) -> Path:
     return target
 
 
-def _bundled_target(found: Found | None) -> Target | None:
-    if found is None or not found.python_version:
-        return None
-    os_name = binary_deps.OS_NAMES.get(sys.platform, "linux")
-    machine = "universal2" if os_name == "macos" else "amd64"
-    return Target(found.python_version, os_name, machine)
-
-
 def install(
     dest: Path | None = None, python: list[str] | None = None, wheelhouse: Path | None = None
 ) -> Path:
@@ -109,10 +86,10 @@ def install(
     found = next(iter(find()), None)
     dest = Path(dest) if dest is not None else default_dest(found)
     python = python or gimp_python(dest, found)
-    bundled = None if python else _bundled_target(found)
+    bundled = None if python or found is None else found.wheels_target()
     if not python and bundled is None:
         raise ImpastoError(
-            not_found_message()
+            installed_editors.not_found_message("GIMP 3")
             if found is None
             else f"found {found.describe()}, but not which Python runs its plug-ins: "
             + "; ".join(found.notes or [f"set {PYTHON_ENV} to the command that runs it"])
@@ -141,7 +118,7 @@ def check(dest: Path | None = None, python: list[str] | None = None) -> list[str
     python = python or gimp_python(dest, found)
     problems = []
     if found is None and python is None:
-        problems.append(not_found_message())
+        problems.append(installed_editors.not_found_message("GIMP 3"))
     elif found is not None:
         problems += found.notes
     target = dest / PLUGIN_NAME
@@ -159,8 +136,8 @@ def check(dest: Path | None = None, python: list[str] | None = None) -> list[str
     problems += check_vendored(target)
     if not problems and python:
         problems += check_runtime_deps(target, python)
-    elif not problems and _bundled_target(found) is not None:
-        tag = _bundled_target(found).tag
+    elif not problems and found is not None and found.wheels_target() is not None:
+        tag = found.wheels_target().tag
         if tag not in binary_deps.bundled_tags(str(target)):
             problems.append(f"no wheels for {found.describe()} ({tag})")
     return problems

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -27,11 +26,6 @@ PLUGIN_NAME = "impasto_krita"
 SOURCE = Path(__file__).resolve().parent / "krita"
 VENDOR_DIR = "vendor"  # inside the plug-in package: the client and the wheels
 PYTHON_ENV = "IMPASTO_KRITA_PYTHON"  # override the interpreter Krita embeds
-LOOKED_FOR = {
-    "linux": "`krita` on PATH, the Flatpak org.kde.krita, a krita*.AppImage in ~/Applications",
-    "win32": "Krita (x64) in Program Files",
-    "darwin": "krita.app in /Applications",
-}
 
 
 def default_pykrita_dir() -> Path:
@@ -63,28 +57,11 @@ def find() -> list[Found]:
     return installed_editors.find_krita()
 
 
-def not_found_message() -> str:
-    looked = LOOKED_FOR.get(sys.platform, LOOKED_FOR["linux"])
-    return (
-        f"Krita is not installed here (looked for {looked}). Install Krita, or build a "
-        "plug-in zip for another machine: `impasto package-plugin krita --platform ...`"
-    )
-
-
 def krita_python(found: Found | None = None) -> list[str] | None:
     """The command running Krita's own Python ($IMPASTO_KRITA_PYTHON wins), if runnable."""
     if os.environ.get(PYTHON_ENV):
         return shlex.split(os.environ[PYTHON_ENV])
     return found.python if found is not None else None
-
-
-def bundled_target(found: Found) -> vendor.Target | None:
-    """Wheels target for a Krita whose Python cannot be run from outside."""
-    if not found.python_version:
-        return None
-    os_name = binary_deps.OS_NAMES.get(sys.platform, "linux")
-    machine = "universal2" if os_name == "macos" else platform.machine().lower()
-    return vendor.Target(found.python_version, os_name, binary_deps.MACHINES.get(machine, machine))
 
 
 def lay_out(target: Path) -> Path:
@@ -118,10 +95,10 @@ def install(
     """
     found = next(iter(find()), None)
     python = python or krita_python(found)
-    target = None if python else (bundled_target(found) if found else None)
+    target = None if python or found is None else found.wheels_target()
     if not python and target is None:
         raise ImpastoError(
-            not_found_message()
+            installed_editors.not_found_message("Krita")
             if found is None
             else f"found {found.describe()}, but not which Python it runs: "
             f"set {PYTHON_ENV} to the command that runs it"
@@ -161,7 +138,7 @@ def check(
     fix = "run `impasto install-plugin krita`"
     problems = []
     if found is None:
-        problems.append(not_found_message())
+        problems.append(installed_editors.not_found_message("Krita"))
     else:
         problems += found.notes
     if not (target / f"{PLUGIN_NAME}.desktop").is_file():
@@ -179,7 +156,7 @@ def check(
     python = python or krita_python(found)
     if python:
         problems += vendor.check_runtime_deps(package / VENDOR_DIR, python)
-    elif found is not None and (wheels := bundled_target(found)) is not None:
+    elif found is not None and (wheels := found.wheels_target()) is not None:
         have = binary_deps.bundled_tags(str(package / VENDOR_DIR))
         if wheels.tag not in have:
             problems.append(f"no wheels for {found.describe()} ({wheels.tag}): {fix}")

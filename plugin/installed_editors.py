@@ -11,6 +11,7 @@ Flatpak), else None, and then ``python_version`` comes from the files of the bun
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -18,7 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impasto.plugin import binary_deps
 from impasto.plugin.package_pythons import BUNDLED_PYTHONS
+from impasto.plugin.vendor import Target
 
 KRITA_PYKRITA_SO = (
     "/usr/lib/x86_64-linux-gnu/kritaplugins/kritapykrita.so",
@@ -42,10 +45,46 @@ class Found:
     python_version: str = ""  # "3.13" when known without running it
     notes: list[str] = field(default_factory=list)
 
+    def wheels_target(self) -> Target | None:
+        """Wheels for a bundled Python that cannot be run from outside (else None)."""
+        if self.python or not self.python_version:
+            return None
+        os_name = binary_deps.OS_NAMES.get(sys.platform, "linux")
+        machine = platform.machine().lower()
+        if os_name == "macos":  # universal2 wheels serve Intel and Apple silicon
+            machine = "universal2"
+        elif os_name == "windows":  # pip's and Python's name for x86_64 there
+            machine = {"x86_64": "amd64"}.get(machine, machine)
+        return Target(self.python_version, os_name, binary_deps.MACHINES.get(machine, machine))
+
     def describe(self) -> str:
         py = self.python_version or (" ".join(self.python) if self.python else "unknown")
         version = f" {self.version}" if self.version else ""
         return f"{self.editor}{version} ({self.kind}: {self.where}; Python {py})"
+
+
+LOOKED_FOR = {
+    (
+        "Krita",
+        "linux",
+    ): "`krita` on PATH, the Flatpak org.kde.krita, a krita*.AppImage in ~/Applications",
+    ("Krita", "win32"): "Krita (x64) in Program Files",
+    ("Krita", "darwin"): "krita.app in /Applications",
+    ("GIMP 3", "linux"): "gimp-console-3.2/3.0 or gimp-3.2/3.0 on PATH, the Flatpak org.gimp.GIMP",
+    ("GIMP 3", "win32"): "GIMP 3 in Program Files or in your user's Programs folder",
+    ("GIMP 3", "darwin"): "GIMP.app in /Applications",
+}
+
+
+def not_found_message(editor: str) -> str:
+    """``editor`` ("Krita" or "GIMP 3") is missing: where we looked, what to do instead."""
+    platform = sys.platform if sys.platform in ("win32", "darwin") else "linux"
+    command = editor.split()[0].lower()
+    return (
+        f"{editor} is not installed here (looked for {LOOKED_FOR[(editor, platform)]}). "
+        f"Install {editor}, or build a plug-in zip for another machine: "
+        f"`impasto package-plugin {command} --platform ...`"
+    )
 
 
 def _run(cmd: list[str], timeout: float = 20) -> str:

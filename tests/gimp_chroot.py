@@ -103,13 +103,8 @@ def main(argv: list[str]) -> int:
     if argv[1:2] != ["build"] or not set(argv[2:]) <= set(SPECS):
         print("usage: python -m tests.gimp_chroot build [3.0|3.2]...  (builds GIMP 3 chroots)")
         return 2
-    try:
-        for series in argv[2:] or ["3.0"]:
-            print(ensure_root(log=sys.stdout, series=series))
-    except ChrootUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    names = [SPECS[series].name for series in argv[2:] or ["3.0"]]
+    return debian_chroot.main([argv[0], "build", *names])
 
 
 if __name__ == "__main__":

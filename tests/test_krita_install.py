@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from impasto.plugin import install_krita, vendor
+from impasto.plugin import binary_deps, install_krita, vendor
 from impasto.shared.errors import ImpastoError
 from tests.krita_harness import INSTALL_HINT, missing_tools
 
@@ -178,3 +178,46 @@ def test_krita_python_is_the_one_krita_links_not_the_first_on_path(monkeypatch, 
     assert found.kind == "package" and found.version == "5.1.5"
     assert found.python == [SYSTEM_PYTHON + ".11"]  # Debian's, beside libpython3.11
     assert "Krita 5.1.5 (package: " in found.describe()
+
+
+@pytest.mark.parametrize(
+    ("system", "bundle_file", "tag"),
+    [
+        ("win32", "PROGRAMFILES/Krita (x64)/bin/python310.dll", "cp310-windows-amd64"),
+        (
+            "darwin",
+            "HOME/Applications/krita.app/Contents/Frameworks/Python.framework/Versions/3.13/Python",
+            "cp313-macos-universal2",
+        ),
+    ],
+)
+def test_windows_and_macos_krita_get_wheels_for_their_bundled_python(
+    system, bundle_file, tag, monkeypatch, tmp_path, wheelhouse
+):
+    """Krita's own builds: found in their usual place, Python read from the bundle, the
+    plug-in put in that platform's resource folder with wheels for exactly that Python."""
+    monkeypatch.setattr(sys, "platform", system)
+    for var in ("PROGRAMFILES", "HOME", "APPDATA", "LOCALAPPDATA"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    monkeypatch.delenv("IMPASTO_KRITA_PYTHON", raising=False)
+    made = tmp_path / bundle_file
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"")
+    if system == "win32":
+        (tmp_path / "PROGRAMFILES/Krita (x64)/bin/krita.exe").write_bytes(b"")
+    found = install_krita.find()
+    assert [f.kind for f in found] == ["windows" if system == "win32" else "macos"]
+    package = install_krita.install(wheelhouse=wheelhouse)
+    resources = {
+        "win32": tmp_path / "APPDATA" / "krita",
+        "darwin": tmp_path / "HOME" / "Library" / "Application Support" / "krita",
+    }[system]
+    assert package == resources / "pykrita" / "impasto_krita"
+    assert binary_deps.bundled_tags(str(package / "vendor")) == [tag]
+    assert (package / "vendor" / "wheels" / tag / "zmq").is_dir()
+    kritarc = {
+        "win32": tmp_path / "LOCALAPPDATA" / "kritarc",
+        "darwin": tmp_path / "HOME" / "Library" / "Preferences" / "kritarc",
+    }[system]
+    assert install_krita.is_enabled(kritarc)
+    assert install_krita.check() == []
