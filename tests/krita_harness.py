@@ -180,8 +180,9 @@ class KritaHome:
                 proc.wait()
         self.runs += 1
         if run_dir != out_dir:  # facts, pixel dumps and outputs back to where tests look
+            outputs = {inner for inner, _ in back}
             for path in run_dir.iterdir():
-                if path.is_file():
+                if path.is_file() and path not in outputs:
                     shutil.copy2(path, out_dir / path.name)
             for inner, outer in back:
                 if inner.exists():
