@@ -100,6 +100,7 @@ def test_gimp_zip_unpacks_into_an_executable_plugin_folder(wheelhouse, tmp_path)
             assert f"impasto-style-transfer/wheels/{target.tag}/zmq/" in names
 
 
+@pytest.mark.krita  # Krita's importer code, from the installed Krita
 def test_krita_importer_code_installs_the_linux_zip(wheelhouse, tmp_path):
     """Krita's own plugin_importer.py, as its __main__ runs it, into a resource folder."""
     if not KRITA_IMPORTER.is_file():
