@@ -142,7 +142,7 @@ def check_vendored(dest_dir: Path) -> list[str]:
     for path in sorted(shared_src.glob("*.py")):
         if not (root / "shared" / path.name).is_file():
             problems.append(f"missing {root / 'shared' / path.name}")
-    for name in ("client.py", "hostjob.py"):
+    for name in ("binary_deps.py", "client.py", "hostjob.py"):
         if not (root / "plugin" / name).is_file():
             problems.append(f"missing {root / 'plugin' / name}")
     return problems
