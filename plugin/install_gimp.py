@@ -20,9 +20,8 @@ from impasto.plugin.installed_editors import Found
 from impasto.plugin.vendor import (
     check_runtime_deps,
     check_vendored,
-    ensure_runtime_deps,
+    provide_runtime_deps,
     vendor_client,
-    vendor_wheels,
 )
 from impasto.shared.errors import ImpastoError
 
@@ -86,23 +85,9 @@ def install(
     found = next(iter(find()), None)
     dest = Path(dest) if dest is not None else default_dest(found)
     python = python or gimp_python(dest, found)
-    bundled = None if python or found is None else found.wheels_target()
-    if not python and bundled is None:
-        raise ImpastoError(
-            installed_editors.not_found_message("GIMP 3")
-            if found is None
-            else f"found {found.describe()}, but not which Python runs its plug-ins: "
-            + "; ".join(found.notes or [f"set {PYTHON_ENV} to the command that runs it"])
-        )
+    bundled = installed_editors.wheels_plan("GIMP 3", found, python, PYTHON_ENV)
     target = lay_out(dest)
-    if python:
-        problems = ensure_runtime_deps(target, python, wheelhouse)
-    else:
-        try:
-            vendor_wheels(target, bundled, wheelhouse)
-            problems = []
-        except ImpastoError as exc:
-            problems = [exc.message]
+    problems = provide_runtime_deps(target, python, bundled, wheelhouse)
     if problems:
         raise ImpastoError(
             f"installed the GIMP plug-in into {target}, but GIMP's Python cannot use it: "

@@ -95,37 +95,19 @@ def install(
     """
     found = next(iter(find()), None)
     python = python or krita_python(found)
-    target = None if python or found is None else found.wheels_target()
-    if not python and target is None:
-        raise ImpastoError(
-            installed_editors.not_found_message("Krita")
-            if found is None
-            else f"found {found.describe()}, but not which Python it runs: "
-            f"set {PYTHON_ENV} to the command that runs it"
-        )
+    target = installed_editors.wheels_plan("Krita", found, python, PYTHON_ENV)
     package = lay_out(pykrita_dir(dest, found))
     try:
         enable_in_kritarc(kritarc or default_kritarc(found))
     except OSError as exc:
         raise ImpastoError(f"cannot enable the Krita plug-in in kritarc: {exc}") from None
-    if python:
-        problems = vendor.ensure_runtime_deps(package / VENDOR_DIR, python, wheelhouse)
-    else:
-        problems = _vendor_for(package / VENDOR_DIR, target, wheelhouse)
+    problems = vendor.provide_runtime_deps(package / VENDOR_DIR, python, target, wheelhouse)
     if problems:
         raise ImpastoError(
             "the Krita plug-in is installed, but Krita's Python cannot use it yet: "
             + "; ".join(problems)
         )
     return package
-
-
-def _vendor_for(vendor_dir: Path, target: vendor.Target, wheelhouse: Path | None) -> list[str]:
-    try:
-        vendor.vendor_wheels(vendor_dir, target, wheelhouse)
-    except ImpastoError as exc:
-        return [exc.message]
-    return []
 
 
 def check(

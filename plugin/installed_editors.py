@@ -22,6 +22,7 @@ from pathlib import Path
 from impasto.plugin import binary_deps
 from impasto.plugin.package_pythons import BUNDLED_PYTHONS
 from impasto.plugin.vendor import Target
+from impasto.shared.errors import ImpastoError
 
 KRITA_PYKRITA_SO = (
     "/usr/lib/x86_64-linux-gnu/kritaplugins/kritapykrita.so",
@@ -85,6 +86,24 @@ def not_found_message(editor: str) -> str:
         f"Install {editor}, or build a plug-in zip for another machine: "
         f"`impasto package-plugin {command} --platform ...`"
     )
+
+
+def wheels_plan(
+    editor: str, found: Found | None, python: list[str] | None, env_var: str
+) -> Target | None:
+    """None when ``python`` (the editor's) will be asked; else the bundle's wheels target.
+    Raises, before anything is written, when neither is known."""
+    if python:
+        return None
+    target = found.wheels_target() if found is not None else None
+    if target is None:
+        if found is None:
+            raise ImpastoError(not_found_message(editor))
+        why = found.notes or [f"set {env_var} to the command that runs it"]
+        raise ImpastoError(
+            f"found {found.describe()}, but not which Python it runs: " + "; ".join(why)
+        )
+    return target
 
 
 def _run(cmd: list[str], timeout: float = 20) -> str:

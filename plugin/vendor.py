@@ -227,6 +227,20 @@ def ensure_runtime_deps(
     return _import_problems(info, python)
 
 
+def provide_runtime_deps(
+    dest_dir: Path, python: list[str] | None, target: Target | None, wheelhouse: Path | None
+) -> list[str]:
+    """With the editor's Python, as ``ensure_runtime_deps``; without one (a bundle we
+    cannot run), wheels for ``target``. Returns the problems left."""
+    if python:
+        return ensure_runtime_deps(dest_dir, python, wheelhouse)
+    try:
+        vendor_wheels(dest_dir, target, wheelhouse)
+    except ImpastoError as exc:
+        return [exc.message]
+    return []
+
+
 def check_runtime_deps(dest_dir: Path, python: list[str]) -> list[str]:
     """Problems only: whether zmq and msgpack import, without installing anything."""
     try:
