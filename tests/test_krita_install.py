@@ -168,6 +168,7 @@ def test_missing_editor_tools_are_named_with_the_install_command(monkeypatch, tm
     assert not (tmp_path / "pykrita").exists()  # nothing half-installed
 
 
+@pytest.mark.krita  # the host's Debian Krita 5.1.5
 def test_krita_python_is_the_one_krita_links_not_the_first_on_path(monkeypatch, tmp_path):
     """A python3.11 earlier on PATH (a pyenv shim, a venv) is not the Python Krita runs."""
     shim = tmp_path / "python3.11"
