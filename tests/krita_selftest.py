@@ -32,6 +32,7 @@ def _tree(node, depth=0):
                 "model": child.colorModel(),
                 "bit_depth": child.colorDepth(),
                 "animated": bool(child.animated()),
+                "visible": bool(child.visible()),
                 "parent": node.name(),
             }
         )
@@ -53,7 +54,7 @@ def _wait(ms):
 
 def _scenario(spec, facts, out_dir):
     app = Krita.instance()
-    app.setBatchmode(True)
+    app.setBatchmode(spec.get("batchmode", True))
     doc = app.openDocument(spec["open"])
     if doc is None:
         raise RuntimeError(f"Krita could not open {spec['open']}")
@@ -114,7 +115,7 @@ def _scenario(spec, facts, out_dir):
 
     if spec.get("exec"):  # a probe of Krita's API, for developing the plug-in
         exec(spec["exec"], {"doc": doc, "node": node, "facts": facts, "app": app, "wait": _wait})
-        return
+        return None
 
     if spec.get("via") == "dialog":
         facts["created"] = _run_dialog(spec, facts, out_dir)
@@ -124,12 +125,32 @@ def _scenario(spec, facts, out_dir):
                 doc.nodeByName(s[len("layer:") :]) if s.startswith("layer:") else s
                 for s in spec["styles"]
             ]
-            facts["created"] = adapter.stylize_active_layer(styles, **spec["options"])
+            updates = []
+            facts["created"] = adapter.stylize_active_layer(
+                styles, on_progress=lambda job: updates.append(job.status_text), **spec["options"]
+            )
+            facts["progress_updates"] = len(updates)
+            facts["progress_texts"] = updates[:2] + updates[-2:]
+            window = app.activeWindow().qwindow()
+            facts["status_bar"] = window.statusBar().currentMessage()
+            for extra in spec.get("again", []):  # further runs on the same source layer
+                doc.setActiveNode(node)
+                more = {**spec["options"], **extra}
+                facts.setdefault("created_again", []).append(
+                    adapter.stylize_active_layer(styles, **more)
+                )
         except Exception as exc:
             facts["error"] = {"type": type(exc).__name__, "message": str(exc)}
             facts["error_code"] = getattr(exc, "code", None)
+    return doc, node
+
+
+def _collect(spec, facts, out_dir, doc, node):
+    """What the document holds after the run: layer tree, pixel dumps, the saved .kra."""
     doc.refreshProjection()
     doc.waitForDone()
+    facts["active_after"] = doc.activeNode().name() if doc.activeNode() else None
+    facts["time_range"] = [doc.playBackStartTime(), doc.playBackEndTime(), doc.currentTime()]
     facts["tree"] = _tree(doc.rootNode())
     facts["after_file"] = _dump(
         os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
@@ -148,7 +169,7 @@ def _scenario(spec, facts, out_dir):
                 if t is None:
                     data = child.pixelData(0, 0, doc.width(), doc.height())
                 else:
-                    data = child.pixelDataAtTime(t, 0, 0, doc.width(), doc.height())
+                    data = child.pixelDataAtTime(0, 0, doc.width(), doc.height(), t)
                 key = child.name() if t is None else f"{child.name()}@{t}"
                 layers[key] = _dump(os.path.join(out_dir, f"layer{i}_{t}.bin"), data)
         if child.type() == "transparencymask":
@@ -223,10 +244,37 @@ def _main():
     try:
         with open(SPEC) as fh:
             spec = json.load(fh)
-        _scenario(spec, facts, out_dir)
+        state = _scenario(spec, facts, out_dir)
+    except Exception:
+        facts["traceback"] = traceback.format_exc()
+        return _end(facts, out_dir)
+    if state is None:
+        facts["ok"] = True
+        return _end(facts, out_dir)
+    _settle(lambda: _finish(spec, facts, out_dir, state), 200)
+
+
+def _settle(then, left):
+    """Run ``then`` from Krita's main event loop once the plug-in's keyframes are in:
+    Krita activates new layers only there, never inside a nested loop."""
+    import impasto_krita.adapter as adapter
+
+    if adapter.pending() and left > 0:
+        QTimer.singleShot(50, lambda: _settle(then, left - 1))
+    else:
+        QTimer.singleShot(100, then)  # and let Krita's own queued activation pass
+
+
+def _finish(spec, facts, out_dir, state):
+    try:
+        _collect(spec, facts, out_dir, *state)
         facts["ok"] = True
     except Exception:
         facts["traceback"] = traceback.format_exc()
+    _end(facts, out_dir)
+
+
+def _end(facts, out_dir):
     with open(os.path.join(out_dir, "result.json"), "w") as fh:
         json.dump(facts, fh, indent=1, default=str)
     for doc in Krita.instance().documents():

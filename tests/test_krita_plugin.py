@@ -18,9 +18,10 @@ from tests.krita_kra import read_kra
 pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
 GROUP = "Impasto – starry_night"
-FRAMES = [
+FRAMES = [  # frames = 3: three progress layers besides the final
     "starry_night – iteration 2/6",
-    "starry_night – iteration 4/6",
+    "starry_night – iteration 3/6",
+    "starry_night – iteration 5/6",
     "starry_night – final (6 iterations)",
 ]
 
@@ -77,6 +78,10 @@ def test_frames_land_in_a_group_above_the_source(
     group = top[1]
     assert [n.name for n in group.children] == FRAMES  # final on top
     assert all(n.nodetype == "paintlayer" and not n.masks for n in group.children)
+    assert [n.visible for n in group.children] == [False, False, False, True]
+    assert facts["progress_updates"] >= 3  # the scripting entry's callback
+    assert facts["progress_texts"][-1].startswith("Done: 6 iterations")
+    assert facts["status_bar"].startswith("Impasto: Done: 6 iterations")
 
     src = np.asarray(Image.open(source_png).convert("RGBA"))
     assert np.array_equal(_bgra_to_rgba(kra.pixels(top[0])), src)  # source untouched
@@ -180,7 +185,7 @@ def test_selection_baked_into_alpha_with_a_layer_as_second_style(
         tmp_path,
         selection=[10, 10, 50, 40],
         feather=4,
-        options={"confine": "alpha", "frames": 1, "iterations": 3, "style_blend": [0.8, 0.2]},
+        options={"confine": "alpha", "frames": 0, "iterations": 3, "style_blend": [0.8, 0.2]},
     )
     spec["styles"].append("layer:Background")  # any layer of an open document is a style
     facts = _run(krita_home, spec, tmp_path)
@@ -240,7 +245,7 @@ def test_grey_layer_is_read_and_frames_come_back_as_rgba(
     krita_home, source_png, starry_night, daemon, tmp_path
 ):
     spec = _spec(source_png, starry_night, daemon, tmp_path, grey=True)
-    spec["options"].update(frames=1, iterations=3)
+    spec["options"].update(frames=0, iterations=3)
     facts = _run(krita_home, spec, tmp_path)
     assert facts["color"] == ["GRAYA", "U8"]
     final = "starry_night – final (3 iterations)"
@@ -254,3 +259,53 @@ def test_grey_layer_is_read_and_frames_come_back_as_rgba(
     assert grey.shape[2] == 2
     spread = np.abs(frame[..., :3].astype(int).mean(axis=2) - grey[..., 0]).mean()
     assert spread > 2.0  # stylised, not a copy of the grey source
+
+
+def test_a_second_run_lands_on_top_and_shows(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path)
+    spec["options"].update(frames=1, iterations=3)
+    spec["again"] = [{"iterations": 6, "strength": "strong"}]  # a visibly different result
+    facts = _run(krita_home, spec, tmp_path)
+    first = [GROUP, "starry_night – iteration 2/3", "starry_night – final (3 iterations)"]
+    assert facts["created"] == first
+    second = ["starry_night – iteration 3/6", "starry_night – final (6 iterations)"]
+    assert facts["created_again"] == [[f"{GROUP} #2", *second]]
+
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    top = kra.root.children  # bottom-up
+    assert [n.name for n in top] == ["Background", GROUP, f"{GROUP} #2"]
+    newest = top[2]
+    assert newest.visible and [n.visible for n in newest.children] == [False, True]
+    final = _bgra_to_rgba(kra.pixels(newest.children[-1]))
+    older = _bgra_to_rgba(kra.pixels(top[1].children[-1]))
+    assert np.abs(final.astype(int) - older).mean() > 1.0  # the runs differ
+    assert np.array_equal(kra.merged(), final)  # what shows is the newest run
+
+
+def test_animation_placement_makes_keyframes(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path)
+    spec["options"].update(placement="animation")
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["created"] == [GROUP]  # one animated paint layer, named like a group
+    layer = next(n for n in facts["tree"] if n["name"] == GROUP)
+    assert layer["type"] == "paintlayer" and layer["animated"] and layer["visible"]
+    assert facts["time_range"] == [0, 3, 3]  # plays 0…3, showing the final image
+    assert facts["active_after"] == "Background"  # the source stays the active layer
+
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    assert [n.name for n in kra.root.children] == ["Background", GROUP]
+    node = kra.find(GROUP)
+    assert sorted(kra.keyframes(node)) == [0, 1, 2, 3]  # frames = 3: three + the final
+    assert kra.playback_range() == (0, 3)
+    src = np.asarray(Image.open(source_png).convert("RGBA"))
+    shots = [_bgra_to_rgba(kra.frame_pixels(node, t)) for t in range(4)]
+    for i, shot in enumerate(shots):
+        assert np.array_equal(shot[..., 3], src[..., 3])
+        assert np.abs(shot[..., :3].astype(int) - src[..., :3]).mean() > 2.0, i
+        for other in shots[i + 1 :]:
+            assert np.abs(shot.astype(int) - other).mean() > 0.5
+    assert np.array_equal(kra.merged(), shots[-1])  # the final image is what shows
