@@ -448,7 +448,8 @@ class HostJob:
             try:
                 self._launch = daemonctl.launch(endpoint, python=self.python)
             except ImpastoError as exc:
-                self._fail(exc)
+                message = f"no Impasto daemon is running at {endpoint}, and {exc.message}"
+                self._fail(ImpastoError(message, exc.code))
                 return
             self.daemon_started = True
             self._launch_deadline = time.monotonic() + self.start_timeout

@@ -216,6 +216,10 @@ def _run_dialog(spec, facts, out_dir):
             break
         job = dialog.run.job
         ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
+        for key, text in (("statuses", dialog.status.text()), ("states", dialog.connection.text())):
+            seen = facts.setdefault(key, [])
+            if not seen or seen[-1] != text:
+                seen.append(text)
         shot = spec.get("progress_screenshot")
         if shot and job.frames and not os.path.exists(shot):
             dialog.grab().save(shot)
@@ -224,7 +228,16 @@ def _run_dialog(spec, facts, out_dir):
             cancel_after = None
     facts["ticks"] = ticks[-5:]
     facts["tick_count"] = len(ticks)
+    _wait(300)  # the connection line after the run
     facts["status_text"] = dialog.status.text()
+    facts["connection_text"] = dialog.connection.text()
+    if spec.get("final_screenshot"):
+        dialog.grab().save(spec["final_screenshot"])
+    dialog.refresh_sources()  # as when the artist opens the dialog again
+    facts["style_choices"] = [
+        dialog.style_rows[0].source.itemText(i) for i in range(dialog.style_rows[0].source.count())
+    ]
+    facts["endpoint_placeholder"] = dialog.endpoint.placeholderText()
     facts["dialog_error"] = dialog.last_error
     if dialog.error_box is not None:
         facts["error_box_text"] = dialog.error_box.text()

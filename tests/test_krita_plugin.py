@@ -8,15 +8,22 @@ dumps the in-Krita scenario (tests/krita_selftest.py) wrote.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from impasto.plugin import daemonctl
+from tests.daemon_fixture import free_port
 from tests.krita_harness import INSTALL_HINT, KritaHome, missing_tools, pixels, write_png
 from tests.krita_kra import read_kra
 
 pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "krita_dialog.png"
 GROUP = "Impasto – starry_night"
 FRAMES = [  # frames = 3: three progress layers besides the final
     "starry_night – iteration 2/6",
@@ -40,7 +47,8 @@ def source_png(tmp_path_factory, tubingen):
 
 
 def _spec(source_png, starry_night, daemon, tmp_path, **extra):
-    options = {"size": 64, "iterations": 6, "frames": 3, "seed": 3, "endpoint": daemon.endpoint}
+    endpoint = daemon.endpoint if daemon is not None else None
+    options = {"size": 64, "iterations": 6, "frames": 3, "seed": 3, "endpoint": endpoint}
     options.update(extra.pop("options", {}))
     return {
         "open": str(source_png),
@@ -309,3 +317,30 @@ def test_animation_placement_makes_keyframes(
         for other in shots[i + 1 :]:
             assert np.abs(shot.astype(int) - other).mean() > 0.5
     assert np.array_equal(kra.merged(), shots[-1])  # the final image is what shows
+
+
+def test_the_dialog_starts_a_daemon_when_none_runs(krita_home, source_png, starry_night, tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"  # nothing listens here yet
+    daemonctl.record_daemon_command(config_dir=krita_home.config / "impasto")
+    spec = _spec(source_png, starry_night, None, tmp_path, via="dialog")
+    spec["options"] = {"iterations": 3, "frames": 1, "size": 64, "endpoint": endpoint}
+    spec["dialog_timeout"] = 200
+    spec["final_screenshot"] = str(tmp_path / "dialog-done.png")
+    try:
+        facts = _run(krita_home, spec, tmp_path)
+    finally:
+        stopped = daemonctl.stop(endpoint)
+    assert stopped, "the dialog's daemon was running"
+    statuses = facts["statuses"]
+    assert statuses[0] == "Starting the daemon… loading the model", statuses
+    assert any("starting" in state for state in facts["states"]), facts["states"]
+    assert facts["status_text"].startswith("Done: 3 iterations"), statuses
+    assert facts["status_text"].endswith("added 2 layers"), facts["status_text"]
+    assert "connected" in facts["connection_text"], facts["connection_text"]
+    assert facts["dialog_error"] is None
+    # the style list offers the source but none of Impasto's own layers
+    assert any(c.endswith("› Background") for c in facts["style_choices"]), facts["style_choices"]
+    assert not [c for c in facts["style_choices"] if "Impasto" in c or "iteration" in c]
+    assert facts["endpoint_placeholder"] == "default local daemon (tcp://127.0.0.1:5755)"
+    if os.environ.get("IMPASTO_UPDATE_SCREENSHOTS"):  # the README's picture
+        shutil.copy(tmp_path / "dialog-done.png", SCREENSHOT)

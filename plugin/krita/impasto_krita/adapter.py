@@ -252,11 +252,11 @@ class KritaRun:
         return names, layers
 
     def _insert_animation(self, frames: list[JobFrame]) -> tuple[list[str], list[Any]]:
-        """One paint layer showing the final image now, whose keyframes 0…N become the
-        frames (the final one last) a moment later: see ``Keyframer``."""
+        """One paint layer whose keyframes 0…N become the frames (the final one last)
+        a moment later: see ``Keyframer``."""
         layer = self.doc.createNode(self._result_name(), "paintlayer")
-        self._place(layer)
-        self._write(layer, frames[-1].image)
+        self._place(layer)  # empty: Krita 5.1.5 aborted (timeline model assert) when the
+        # first keyframe went onto a layer that already had content
         self.keyframer = Keyframer(self, layer, frames)
         return [layer.name()], [layer]
 
@@ -348,6 +348,7 @@ class Keyframer:
         self.steps += 1
         if self.steps > self.PATIENCE:
             self.note = "Krita did not activate the new layer: the final image only"
+            self.run._write(self.layer, self.frames[-1].image)
             return self._finish()
         if self.steps % 5 == 1:
             doc.setActiveNode(self.layer)
@@ -365,6 +366,8 @@ class Keyframer:
         doc.setFullClipRangeStartTime(0)
         doc.setFullClipRangeEndTime(last)
         doc.setPlayBackRange(0, last)
+        if doc.playBackEndTime() < last:  # Krita 5.1.5 reads the end as exclusive
+            doc.setPlayBackRange(0, last + 1)
         doc.setCurrentTime(last)  # the final image is what shows
         doc.refreshProjection()
 
