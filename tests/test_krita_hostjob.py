@@ -6,6 +6,7 @@ Settings and names are checked directly; jobs run against the real daemon fixtur
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -286,3 +287,11 @@ def test_the_recorded_command_starts_the_daemon_from_an_editors_python(tmp_path,
         "--endpoint",
         "tcp://127.0.0.1:5755",
     ]
+
+
+def test_install_plugin_records_how_to_start_a_daemon(tmp_path):
+    from impasto.cli.main import main
+
+    main(["install-plugin", "krita", "--dest", str(tmp_path / "pykrita")])
+    recorded = daemonctl.recorded_command()
+    assert recorded == [sys.executable, "-m", "impasto.daemon"]

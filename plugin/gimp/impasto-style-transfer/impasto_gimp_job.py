@@ -13,14 +13,20 @@ import impasto_gimp_pixels as pixels
 import impasto_gimp_watchdog as watchdog
 
 from impasto.plugin.client import Client
-from impasto.plugin.hostjob import ContentSource, HostJob, options_from_settings, styles_label
+from impasto.plugin.hostjob import (
+    ContentSource,
+    HostJob,
+    Region,
+    options_from_settings,
+    styles_label,
+)
 from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
 from impasto.shared.options import OptionsError
 
 from gi.repository import Gimp  # isort: skip
 
 
-def _content(drawable: Gimp.Drawable, region: layers.Region, depth: int) -> ContentSource:
+def _content(drawable: Gimp.Drawable, region: Region, depth: int) -> ContentSource:
     """The region, read only once the job knows the size it works at."""
     _ok, dx, dy = drawable.get_offsets()
 

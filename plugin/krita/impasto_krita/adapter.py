@@ -28,6 +28,7 @@ from impasto.plugin.hostjob import (
     options_from_settings,
     restore_alpha,
     style_display_name,
+    styles_label,
     unique_name,
 )
 from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
@@ -150,7 +151,7 @@ class KritaRun:
             ContentSource(self.source.width, self.source.height, self._content),
             [image for image, _ in read],
             options_from_settings(self.settings),
-            style_name=" + ".join(self.style_names),
+            style_name=styles_label(self.style_names),
             autostart=bool(self.settings.get("autostart", True)),
         )
         self.layer_names: list[str] = []
