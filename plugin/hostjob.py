@@ -2,9 +2,12 @@
 
 Krita and GIMP differ only in how they read and write layers and how they show a
 dialog; everything between "the artist pressed OK" and "here are the frames to insert"
-lives here. It runs inside the editors' own Python, so it needs only the standard
-library and the client (pyzmq + msgpack): no numpy, no Qt, no torch. Nothing here
-blocks unless asked to: a GUI timer calls ``pump`` and reads the status fields.
+lives here, and so does the policy both follow: what "frames" means, the size a region
+is sent at, the names of results (unique, "#2"), where a new result stacks, starting a
+local daemon, and the connection state a dialog shows. It runs inside the editors' own
+Python, so it needs only the standard library and the client (pyzmq + msgpack): no
+numpy, no Qt, no torch. Nothing here blocks unless asked to: a GUI timer calls ``pump``
+and reads the status fields.
 """
 
 from __future__ import annotations
