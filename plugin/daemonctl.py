@@ -163,21 +163,36 @@ def start(
     running = status(endpoint, timeout=1.0)
     if running is not None:
         return running
-    proc = launch(endpoint, python, args, env)
+    # A daemon in the lock file that is slow to answer (a busy machine) is not none: wait
+    # for it instead of launching a second one that would only find the lock taken.
+    proc = None if _daemon_alive(endpoint) else launch(endpoint, python, args, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        failure = launch_failure(proc, endpoint)
+        failure = launch_failure(proc, endpoint) if proc is not None else None
         if failure is not None:
             raise failure
         info = status(endpoint, timeout=0.5)
         if info is not None:
             return info
         time.sleep(0.1)
+    pid = proc.pid if proc is not None else daemon_pid(endpoint)
     raise ImpastoError(
-        f"the Impasto daemon started (pid {proc.pid}) but did not answer on {endpoint} "
+        f"the Impasto daemon (pid {pid}) did not answer on {endpoint} "
         f"within {timeout:g}s; see {paths.log_file(endpoint)}",
         TIMEOUT,
     )
+
+
+def _daemon_alive(endpoint: str) -> bool:
+    """The lock file names a live process that is an Impasto daemon (not a reused pid)."""
+    pid = daemon_pid(endpoint)
+    if pid is None:
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc to ask (macOS): trust the live pid
+    return b"impasto" in command
 
 
 def daemon_pid(endpoint: str | None = None) -> int | None:

@@ -152,6 +152,11 @@ def _collect(spec, facts, out_dir, doc, node):
     facts["active_after"] = doc.activeNode().name() if doc.activeNode() else None
     facts["time_range"] = [doc.playBackStartTime(), doc.playBackEndTime(), doc.currentTime()]
     facts["tree"] = _tree(doc.rootNode())
+    if spec.get("via") == "dialog":  # the status line once keyframes are in, too
+        ext = next(
+            e for e in Krita.instance().extensions() if type(e).__name__ == "ImpastoExtension"
+        )
+        facts["status_after"] = ext.dialog.status.text()
     facts["after_file"] = _dump(
         os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
     )
@@ -202,6 +207,7 @@ def _run_dialog(spec, facts, out_dir):
     dialog.size.setValue(opts.get("size") or 0)
     dialog.iterations.setValue(opts.get("iterations") or 0)
     dialog.frames.setValue(opts.get("frames", 3))
+    dialog.placement.setCurrentIndex(dialog.placement.findData(opts.get("placement", "group")))
     dialog.advanced.setChecked(True)
     dialog.endpoint.setText(opts.get("endpoint") or "")
     _wait(200)

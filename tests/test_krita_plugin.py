@@ -344,3 +344,18 @@ def test_the_dialog_starts_a_daemon_when_none_runs(krita_home, source_png, starr
     assert facts["endpoint_placeholder"] == "default local daemon (tcp://127.0.0.1:5755)"
     if os.environ.get("IMPASTO_UPDATE_SCREENSHOTS"):  # the README's picture
         shutil.copy(tmp_path / "dialog-done.png", SCREENSHOT)
+
+
+def test_the_dialog_puts_frames_on_the_timeline(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, via="dialog")
+    spec["options"].update(placement="animation", frames=2)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["dialog_error"] is None
+    assert facts["status_after"].endswith("added 3 keyframes"), facts["status_after"]
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    node = kra.find(GROUP)
+    assert sorted(kra.keyframes(node)) == [0, 1, 2]  # frames = 2: two + the final
+    assert kra.playback_range() == (0, 2)
+    assert np.array_equal(kra.merged(), _bgra_to_rgba(kra.frame_pixels(node, 2)))
