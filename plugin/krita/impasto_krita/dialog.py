@@ -40,6 +40,7 @@ from impasto.plugin.hostjob import (
     DEFAULT_SETTINGS,
     MAX_PROGRESS_FRAMES,
     STARTING,
+    UNREACHABLE,
     ConnectionWatch,
     describe_error,
     format_eta,
@@ -458,6 +459,9 @@ class StyleTransferDialog(QDialog):
             state, detail = self.watch.state, self.watch.detail
             if state != CHECKING:
                 self.state_timer.stop()
+            local = self.watch.endpoint and paths.is_loopback(self.watch.endpoint)
+            if state == UNREACHABLE and local and self.autostart.isChecked():
+                detail += " · Stylise starts one"
         colour = STATE_COLOURS.get(state, "#c33")
         self.connection.setText(f'Daemon: <b style="color:{colour}">{state}</b> — {_html(detail)}')
 
