@@ -256,8 +256,7 @@ class KritaRun:
         """One paint layer whose keyframes 0…N become the frames (the final one last)
         a moment later: see ``Keyframer``."""
         layer = self.doc.createNode(self._result_name(), "paintlayer")
-        self._place(layer)  # empty: Krita 5.1.5 aborted (timeline model assert) when the
-        # first keyframe went onto a layer that already had content
+        self._place(layer)
         self.keyframer = Keyframer(self, layer, frames)
         return [layer.name()], [layer]
 
@@ -324,45 +323,60 @@ class Keyframer:
     Krita 5.1's API adds keyframes only through the timeline actions, which act on the
     active layer at the current time; and Krita activates a layer a script added only
     once control is back in its main event loop (measured: never inside a nested event
-    loop, at once after returning). So this continues from QTimer callbacks: a blocking
-    script's call returns first and the keyframes follow; ``done`` says when. If Krita
-    never activates the layer, it keeps the final image alone and ``note`` says so."""
+    loop, at once after returning). So this continues from QTimer callbacks, one step
+    at a time: wait until the layer is active and has stayed so while Krita's timeline
+    and curves dockers catch up (adding them all at once aborted Krita 5.1.5 in two of
+    six test runs: "row >= 0" in KisAnimCurvesChannelsModel; with this wait, six of six
+    passed), then one keyframe per step, then the range. A blocking script's call returns first; ``done`` says when all is
+    in. If Krita never activates the layer, it keeps the final image alone and ``note``
+    says so."""
 
     STEP_MS = 50
-    PATIENCE = 60  # steps: 3 s
+    SETTLE = 10  # steps the layer must stay active before the first keyframe: 0.5 s
+    PATIENCE = 60  # steps to wait for Krita to activate the layer: 3 s
 
     def __init__(self, run: KritaRun, layer: Any, frames: list[JobFrame], on_done: Any = None):
         self.run, self.layer, self.frames = run, layer, frames
         self.on_done = on_done
         self.done = False
         self.note = ""
-        self.steps = 0
+        self.waited = 0
+        self.settled = 0
+        self.next_frame = 0
         PENDING.add(self)
         QTimer.singleShot(0, self._step)
 
     def _step(self) -> None:
         doc = self.run.doc
         active = doc.activeNode()
-        if active is not None and active.uniqueId() == self.layer.uniqueId():
-            self._add_keyframes()
+        if active is None or active.uniqueId() != self.layer.uniqueId():
+            self.settled = 0
+            self.waited += 1
+            if self.waited > self.PATIENCE:
+                self.note = "Krita did not activate the new layer: the final image only"
+                self.run._write(self.layer, self.frames[-1].image)
+                return self._finish()
+            if self.waited % 5 == 1:
+                doc.setActiveNode(self.layer)
+        elif self.settled < self.SETTLE:
+            self.settled += 1
+        elif self.next_frame < len(self.frames):
+            self._add_keyframe(self.next_frame)
+            self.next_frame += 1
+        else:
+            self._set_range()
             return self._finish()
-        self.steps += 1
-        if self.steps > self.PATIENCE:
-            self.note = "Krita did not activate the new layer: the final image only"
-            self.run._write(self.layer, self.frames[-1].image)
-            return self._finish()
-        if self.steps % 5 == 1:
-            doc.setActiveNode(self.layer)
         QTimer.singleShot(self.STEP_MS, self._step)
 
-    def _add_keyframes(self) -> None:
+    def _add_keyframe(self, time: int) -> None:
         doc = self.run.doc
-        add_frame = Krita.instance().action("add_blank_frame")
-        for time, frame in enumerate(self.frames):
-            doc.setCurrentTime(time)
-            add_frame.trigger()
-            doc.waitForDone()
-            self.run._write(self.layer, frame.image)
+        doc.setCurrentTime(time)
+        Krita.instance().action("add_blank_frame").trigger()
+        doc.waitForDone()
+        self.run._write(self.layer, self.frames[time].image)
+
+    def _set_range(self) -> None:
+        doc = self.run.doc
         last = len(self.frames) - 1
         doc.setFullClipRangeStartTime(0)
         doc.setFullClipRangeEndTime(last)
