@@ -327,9 +327,9 @@ class Keyframer:
     at a time: wait until the layer is active and has stayed so while Krita's timeline
     and curves dockers catch up (adding them all at once aborted Krita 5.1.5 in two of
     six test runs: "row >= 0" in KisAnimCurvesChannelsModel; with this wait, six of six
-    passed), then one keyframe per step, then the range. A blocking script's call returns first; ``done`` says when all is
-    in. If Krita never activates the layer, it keeps the final image alone and ``note``
-    says so."""
+    passed), then one keyframe per step, then the range. A blocking script's call
+    returns first; ``done`` says when all is in. If Krita never activates the layer, it
+    keeps the final image alone and ``note`` says so."""
 
     STEP_MS = 50
     SETTLE = 10  # steps the layer must stay active before the first keyframe: 0.5 s
