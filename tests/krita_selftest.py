@@ -41,6 +41,7 @@ def _tree(node, depth=0):
                 "model": child.colorModel(),
                 "bit_depth": child.colorDepth(),
                 "animated": bool(child.animated()),
+                "visible": bool(child.visible()),
                 "parent": node.name(),
             }
         )
@@ -62,7 +63,7 @@ def _wait(ms):
 
 def _scenario(spec, facts, out_dir):
     app = Krita.instance()
-    app.setBatchmode(True)
+    app.setBatchmode(spec.get("batchmode", True))
     doc = app.openDocument(spec["open"])
     if doc is None:
         raise RuntimeError(f"Krita could not open {spec['open']}")
@@ -123,7 +124,7 @@ def _scenario(spec, facts, out_dir):
 
     if spec.get("exec"):  # a probe of Krita's API, for developing the plug-in
         exec(spec["exec"], {"doc": doc, "node": node, "facts": facts, "app": app, "wait": _wait})
-        return
+        return None
 
     if spec.get("via") == "dialog":
         facts["created"] = _run_dialog(spec, facts, out_dir)
@@ -133,13 +134,38 @@ def _scenario(spec, facts, out_dir):
                 doc.nodeByName(s[len("layer:") :]) if s.startswith("layer:") else s
                 for s in spec["styles"]
             ]
-            facts["created"] = adapter.stylize_active_layer(styles, **spec["options"])
+            updates = []
+            facts["created"] = adapter.stylize_active_layer(
+                styles, on_progress=lambda job: updates.append(job.status_text), **spec["options"]
+            )
+            facts["progress_updates"] = len(updates)
+            facts["progress_texts"] = updates[:2] + updates[-2:]
+            window = app.activeWindow().qwindow()
+            facts["status_bar"] = window.statusBar().currentMessage()
+            for extra in spec.get("again", []):  # further runs on the same source layer
+                doc.setActiveNode(node)
+                more = {**spec["options"], **extra}
+                facts.setdefault("created_again", []).append(
+                    adapter.stylize_active_layer(styles, **more)
+                )
         except Exception as exc:
             facts["error"] = {"type": type(exc).__name__, "message": str(exc)}
             facts["error_code"] = getattr(exc, "code", None)
+    return doc, node
+
+
+def _collect(spec, facts, out_dir, doc, node):
+    """What the document holds after the run: layer tree, pixel dumps, the saved .kra."""
     doc.refreshProjection()
     doc.waitForDone()
+    facts["active_after"] = doc.activeNode().name() if doc.activeNode() else None
+    facts["time_range"] = [doc.playBackStartTime(), doc.playBackEndTime(), doc.currentTime()]
     facts["tree"] = _tree(doc.rootNode())
+    if spec.get("via") == "dialog":  # the status line once keyframes are in, too
+        ext = next(
+            e for e in Krita.instance().extensions() if type(e).__name__ == "ImpastoExtension"
+        )
+        facts["status_after"] = ext.dialog.status.text()
     facts["after_file"] = _dump(
         os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
     )
@@ -157,7 +183,7 @@ def _scenario(spec, facts, out_dir):
                 if t is None:
                     data = child.pixelData(0, 0, doc.width(), doc.height())
                 else:
-                    data = child.pixelDataAtTime(t, 0, 0, doc.width(), doc.height())
+                    data = child.pixelDataAtTime(0, 0, doc.width(), doc.height(), t)
                 key = child.name() if t is None else f"{child.name()}@{t}"
                 layers[key] = _dump(os.path.join(out_dir, f"layer{i}_{t}.bin"), data)
         if child.type() == "transparencymask":
@@ -190,6 +216,7 @@ def _run_dialog(spec, facts, out_dir):
     dialog.size.setValue(opts.get("size") or 0)
     dialog.iterations.setValue(opts.get("iterations") or 0)
     dialog.frames.setValue(opts.get("frames", 3))
+    dialog.placement.setCurrentIndex(dialog.placement.findData(opts.get("placement", "group")))
     dialog.advanced.setChecked(True)
     dialog.endpoint.setText(opts.get("endpoint") or "")
     _wait(200)
@@ -204,6 +231,10 @@ def _run_dialog(spec, facts, out_dir):
             break
         job = dialog.run.job
         ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
+        for key, text in (("statuses", dialog.status.text()), ("states", dialog.connection.text())):
+            seen = facts.setdefault(key, [])
+            if not seen or seen[-1] != text:
+                seen.append(text)
         shot = spec.get("progress_screenshot")
         if shot and job.frames and not os.path.exists(shot):
             dialog.grab().save(shot)
@@ -212,7 +243,16 @@ def _run_dialog(spec, facts, out_dir):
             cancel_after = None
     facts["ticks"] = ticks[-5:]
     facts["tick_count"] = len(ticks)
+    _wait(300)  # the connection line after the run
     facts["status_text"] = dialog.status.text()
+    facts["connection_text"] = dialog.connection.text()
+    if spec.get("final_screenshot"):
+        dialog.grab().save(spec["final_screenshot"])
+    dialog.refresh_sources()  # as when the artist opens the dialog again
+    facts["style_choices"] = [
+        dialog.style_rows[0].source.itemText(i) for i in range(dialog.style_rows[0].source.count())
+    ]
+    facts["endpoint_placeholder"] = dialog.endpoint.placeholderText()
     facts["dialog_error"] = dialog.last_error
     if dialog.error_box is not None:
         facts["error_box_text"] = dialog.error_box.text()
@@ -269,14 +309,41 @@ def _main():
         with open(SPEC) as fh:
             spec = json.load(fh)
         if spec.get("import_zip"):
-            _import_zip(spec, facts)
+            state = _import_zip(spec, facts)
         elif spec.get("probe_only"):
-            _probe(facts)
+            state = _probe(facts)
         else:
-            _scenario(spec, facts, out_dir)
+            state = _scenario(spec, facts, out_dir)
+    except Exception:
+        facts["traceback"] = traceback.format_exc()
+        return _end(facts, out_dir)
+    if state is None:
+        facts["ok"] = True
+        return _end(facts, out_dir)
+    _settle(lambda: _finish(spec, facts, out_dir, state), 200)
+
+
+def _settle(then, left):
+    """Run ``then`` from Krita's main event loop once the plug-in's keyframes are in:
+    Krita activates new layers only there, never inside a nested loop."""
+    import impasto_krita.adapter as adapter
+
+    if adapter.pending() and left > 0:
+        QTimer.singleShot(50, lambda: _settle(then, left - 1))
+    else:
+        QTimer.singleShot(100, then)  # and let Krita's own queued activation pass
+
+
+def _finish(spec, facts, out_dir, state):
+    try:
+        _collect(spec, facts, out_dir, *state)
         facts["ok"] = True
     except Exception:
         facts["traceback"] = traceback.format_exc()
+    _end(facts, out_dir)
+
+
+def _end(facts, out_dir):
     with open(os.path.join(out_dir, "result.json"), "w") as fh:
         json.dump(facts, fh, indent=1, default=str)
     for doc in Krita.instance().documents():
