@@ -13,6 +13,24 @@ from typing import Any
 
 from krita import Krita
 
+from impasto.plugin.hostjob import (
+    CHECKING,
+    CONNECTED,
+    DEFAULT_SETTINGS,
+    MAX_PROGRESS_FRAMES,
+    STARTING,
+    UNREACHABLE,
+    ConnectionWatch,
+    describe_error,
+    format_eta,
+    is_result_name,
+)
+from impasto.shared import paths
+from impasto.shared.errors import ImpastoError
+from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
+
+from . import qtimage
+from .adapter import PLACEMENTS, KritaRun
 from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
     QComboBox,
@@ -35,25 +53,6 @@ from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QVBoxLayout,
     QWidget,
 )
-
-from impasto.plugin.hostjob import (
-    CHECKING,
-    CONNECTED,
-    DEFAULT_SETTINGS,
-    MAX_PROGRESS_FRAMES,
-    STARTING,
-    UNREACHABLE,
-    ConnectionWatch,
-    describe_error,
-    format_eta,
-    is_result_name,
-)
-from impasto.shared import paths
-from impasto.shared.errors import ImpastoError
-from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
-
-from . import qtimage
-from .adapter import PLACEMENTS, KritaRun
 
 SETTINGS_GROUP = "impasto"
 MAX_STYLE_ROWS = 4
