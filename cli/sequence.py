@@ -138,7 +138,10 @@ def stylize_sequence_files(
 
     finished = threading.Event()
     interrupted = False
-    threading.Thread(target=work, name="impasto-sequence", daemon=True).start()
+    worker = threading.Thread(target=work, name="impasto-sequence", daemon=True)
+    worker.start()
+    # Wait on an Event, not Thread.join: a Ctrl-C inside join() can leave the thread
+    # looking finished while it still runs.
     try:
         while not finished.wait(0.2):
             pass
@@ -147,6 +150,9 @@ def stylize_sequence_files(
         cancel.cancel()
         while not finished.wait(0.2):
             pass
+    # Let the thread end before the interpreter does: exiting while it still unwinds
+    # aborted the process ("terminate called without an active exception").
+    worker.join()
     bar[0].close()
     if gif is not None and done:
         written.append(write_animation(gif, done, source.durations()))

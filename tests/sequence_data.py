@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from impasto.daemon.engine.flow import warp
+
 IMAGES = Path(__file__).resolve().parent / "images"
 
 PAN = (2.0, 1.0)  # background pan per frame, in output pixels at the first frame's zoom
@@ -111,21 +113,17 @@ def make_sequence(n: int = 5, width: int = 96, height: int = 72) -> Sequence:
     return Sequence(frames, flows, reliable)
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``image`` (of frame t-1) seen from frame t, given frame t's backward flow."""
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return cv2.remap(
-        image, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
-    )
-
-
 def instability(stylised: list[np.ndarray], seq: Sequence) -> float:
-    """Mean |frame t - frame t-1 warped by the true flow| over reliable pixels, 0..255."""
+    """Mean |frame t - frame t-1 warped by the true flow| over reliable pixels, 0..255.
+
+    The warp is the engine's bicubic one: the measurement's own resampling blur must not
+    count as flicker. A perfectly stable stylised sequence (each frame the previous one
+    moved by the true flow) scores 0 this way, and 1.8 levels with bilinear resampling.
+    """
     diffs = []
     for t in range(1, len(stylised)):
         warped = warp(stylised[t - 1][..., :3], seq.flows[t])
-        diff = np.abs(stylised[t][..., :3] - warped)[seq.reliable[t]]
+        diff = np.abs(stylised[t][..., :3] - np.clip(warped, 0, 1))[seq.reliable[t]]
         diffs.append(diff.mean())
     return float(np.mean(diffs) * 255.0)
 
