@@ -87,6 +87,11 @@ class JobOptions:
     frame_size: int | None = None  # long edge cap of emitted frames
     progress_every: int = 1  # loss reports every N iterations
     time_limit: float | None = None  # seconds; stop with the best image so far
+    # Peak memory the job may use, MB; lowers (never raises) the daemon's budget.
+    memory_budget: int | None = None
+    # Core edge of the tiles the finest scales run in, px; None = tile only when the
+    # memory budget requires it (the result is the same either way, tiling.py).
+    tile_size: int | None = None
 
     # -- derived values -------------------------------------------------------------
     def total_iterations(self) -> int:
@@ -140,6 +145,8 @@ class JobOptions:
         _int(self, "frames", 0, 1000)
         _int(self, "frame_size", 16, MAX_SIZE, optional=True)
         _int(self, "progress_every", 1, MAX_ITERATIONS)
+        _int(self, "memory_budget", 256, 1 << 24, optional=True)
+        _int(self, "tile_size", 64, MAX_SIZE, optional=True)
         _float(self, "style_weight", optional=True)
         _float(self, "content_weight")
         _float(self, "tv_weight")

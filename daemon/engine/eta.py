@@ -1,0 +1,111 @@
+"""An honest ETA: each iteration weighted by what it costs, the machine's speed learned.
+
+The old ETA divided elapsed time by the share of pixel-iterations done. Early in a run
+that share is mostly the coarse scales, where setup, style analysis and per-iteration
+overhead dominate, so it said 4:12 left at 11 s of a 2:07 run. Here:
+
+* an iteration at a scale costs ``FIXED_PX + pixels the network sees`` (tiled scales see
+  their halos twice over: pass 1 forward plus pass 2 forward and backward), a cost in
+  "pixel units";
+* building a scale's targets costs about ``TARGET_SHARE`` of one iteration per target
+  image (a forward pass without gradient);
+* the seconds per unit are learned from the iterations run so far (setup and target
+  building timed apart, the first iteration after a scale change excluded), starting
+  from ``prior`` (the engine's speed from its previous job on that device) or, before
+  any iteration at all, from ``DEFAULT_SECONDS_PER_UNIT``.
+
+bench/bench_eta.py reports its error over the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Per-iteration overhead in pixel units: python, L-BFGS and loss bookkeeping. An
+# iteration at 64x48 px took about as long as the network's pass over ~20k pixels.
+FIXED_PX = 20_000.0
+# A forward pass without gradient costs about a third of a forward and backward.
+FORWARD_SHARE = 0.35
+TARGET_SHARE = FORWARD_SHARE
+# 2-core Zen 4 with AMX, bfloat16: ~0.5 s per iteration at 512x384 (issue 13).
+DEFAULT_SECONDS_PER_UNIT = 0.5 / (512 * 384 + FIXED_PX)
+
+
+@dataclass(frozen=True)
+class ScaleCost:
+    iterations: int
+    per_iteration: float  # pixel units
+    targets: float  # pixel units, once at the start of the scale
+
+
+def scale_cost(
+    height: int, width: int, iterations: int, windows: list[int] | None, n_targets: int
+) -> ScaleCost:
+    """Cost of one scale; ``windows``: the tiles' window areas when tiled, else None."""
+    if windows is None:
+        per = FIXED_PX + height * width
+        targets = n_targets * TARGET_SHARE * height * width
+    else:
+        seen = sum(windows)
+        per = FIXED_PX + seen * (1.0 + FORWARD_SHARE)
+        targets = n_targets * TARGET_SHARE * seen
+    return ScaleCost(iterations, per, targets)
+
+
+class Eta:
+    """Seconds left in a run, from the plan's costs and the speed seen so far."""
+
+    def __init__(self, costs: list[ScaleCost], prior: float | None = None):
+        self.costs = costs
+        self.prior = prior or DEFAULT_SECONDS_PER_UNIT
+        self.scale = 0
+        self.done_in_scale = 0
+        self.targets_built = False
+        self._seconds = 0.0  # measured steady iterations
+        self._units = 0.0
+
+    @property
+    def speed(self) -> float:
+        """Seconds per pixel unit: measured once there is something to measure."""
+        if self._units <= 0:
+            return self.prior
+        # Lean on the prior for the first few measured units so one noisy iteration
+        # does not swing the ETA: worth two iterations of the current scale.
+        weight = 2 * self.costs[self.scale].per_iteration
+        return (self._seconds + self.prior * weight) / (self._units + weight)
+
+    def targets(self, scale: int) -> None:
+        """The targets of ``scale`` (0-based) are built; its iterations start."""
+        self.scale, self.done_in_scale, self.targets_built = scale, 0, True
+
+    def iteration(self, scale: int, seconds: float) -> None:
+        """One iteration of ``scale`` took ``seconds`` (targets excluded)."""
+        if scale != self.scale:
+            self.targets(scale)
+        first = self.done_in_scale == 0
+        self.done_in_scale += 1
+        if not first:  # allocations and caches make each scale's first slower
+            self._seconds += seconds
+            self._units += self.costs[scale].per_iteration
+
+    def remaining(self) -> float:
+        units = 0.0
+        for k, c in enumerate(self.costs):
+            if k < self.scale:
+                continue
+            if k == self.scale:
+                units += c.per_iteration * max(0, c.iterations - self.done_in_scale)
+                if not self.targets_built:
+                    units += c.targets
+            else:
+                units += c.per_iteration * c.iterations + c.targets
+        return units * self.speed
+
+    def measured(self) -> float | None:
+        """Seconds per unit from this run alone (what the next run starts from)."""
+        return self._seconds / self._units if self._units > 0 else None
+
+    def total_before(self) -> float:
+        """Seconds the whole run should take, before it starts."""
+        units = sum(c.per_iteration * c.iterations + c.targets for c in self.costs)
+        return units * self.prior
