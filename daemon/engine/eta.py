@@ -27,6 +27,9 @@ FIXED_PX = 20_000.0
 # A forward pass without gradient costs about a third of a forward and backward.
 FORWARD_SHARE = 0.35
 TARGET_SHARE = FORWARD_SHARE
+# What the speed measured at earlier scales keeps of its weight when a finer one starts:
+# per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
+SCALE_DECAY = 0.5
 # 2-core Zen 4 with AMX, bfloat16: ~0.5 s per iteration at 512x384 (issue 13).
 DEFAULT_SECONDS_PER_UNIT = 0.5 / (512 * 384 + FIXED_PX)
 
@@ -61,17 +64,18 @@ class Eta:
         self.scale = 0
         self.done_in_scale = 0
         self.targets_built = False
-        self._seconds = 0.0  # measured steady iterations
+        self._seconds = 0.0  # measured steady iterations (older scales decayed)
         self._units = 0.0
+        self._count = 0.0
 
     @property
     def speed(self) -> float:
         """Seconds per pixel unit: measured once there is something to measure."""
         if self._units <= 0:
             return self.prior
-        # Lean on the prior for the first few measured units so one noisy iteration
-        # does not swing the ETA: worth two iterations of the current scale.
-        weight = 2 * self.costs[self.scale].per_iteration
+        # Lean on the prior as much as on two measured iterations, so one noisy
+        # iteration does not swing the ETA.
+        weight = 2 * self._units / self._count
         return (self._seconds + self.prior * weight) / (self._units + weight)
 
     def targets(self, scale: int) -> None:
@@ -84,9 +88,15 @@ class Eta:
             self.targets(scale)
         first = self.done_in_scale == 0
         self.done_in_scale += 1
-        if not first:  # allocations and caches make each scale's first slower
-            self._seconds += seconds
-            self._units += self.costs[scale].per_iteration
+        if first:  # allocations and caches make each scale's first slower
+            return
+        if self.done_in_scale == 2:  # a new scale: its own speed counts more
+            self._seconds *= SCALE_DECAY
+            self._units *= SCALE_DECAY
+            self._count *= SCALE_DECAY
+        self._seconds += seconds
+        self._units += self.costs[scale].per_iteration
+        self._count += 1
 
     def remaining(self) -> float:
         units = 0.0

@@ -117,10 +117,7 @@ def estimate(
 ) -> int:
     """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned."""
     pixels = height * width
-    if tile is None:
-        seen = pixels
-    else:
-        seen = min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
+    seen = pixels if tile is None else min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
     state = pixels * (STATE_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
     return base + state + seen * pass_bytes_per_px(dtype_name)
 

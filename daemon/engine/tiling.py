@@ -26,6 +26,7 @@ forward and backward).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -109,8 +110,8 @@ def grid(height: int, width: int, core: int, halo_px: int, align: int) -> list[T
     """Tiles of about ``core`` px whose cores partition the picture (row-major)."""
     ys, xs = _bounds(height, core, align), _bounds(width, core, align)
     tiles = []
-    for y0, y1 in zip(ys, ys[1:], strict=False):
-        for x0, x1 in zip(xs, xs[1:], strict=False):
+    for y0, y1 in itertools.pairwise(ys):
+        for x0, x1 in itertools.pairwise(xs):
             tiles.append(
                 Tile(
                     y0,
