@@ -43,6 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": ("avg", "max"),
     "extractor": ("vgg19", "vgg16", "resnet50", "inception_v3"),
     "precision": ("auto", "float32", "bfloat16"),
+    "stroke_scale": ("auto", "fine", "medium", "large"),
 }
 
 
@@ -82,7 +83,11 @@ class JobOptions:
     content_layers: list[str] = field(default_factory=lambda: list(DEFAULT_CONTENT_LAYERS))
     style_layers: list[str] = field(default_factory=lambda: list(DEFAULT_STYLE_LAYERS))
     style_layer_weights: list[float] | None = None
-    scales: int | None = None  # None = automatic coarse-to-fine; 1 = fixed resolution
+    scales: int | None = None  # None = from stroke_scale; 1 = fixed resolution
+    # The coarse-to-fine look: "fine" optimises at the output size only (the paper),
+    # "medium" starts at half the output size, "large" at 128 px (big, loose strokes,
+    # the layout may melt); "auto" picks by size (engine/schedule.py). ``scales`` overrides.
+    stroke_scale: str = "auto"
     frames: int = 8  # progress frames to emit, evenly spaced (0 = final image only)
     frame_size: int | None = None  # long edge cap of emitted frames
     progress_every: int = 1  # loss reports every N iterations

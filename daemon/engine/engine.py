@@ -233,7 +233,12 @@ class Engine:
             )
         plan = [
             s
-            for s in schedule.plan(out_h, out_w, opts.total_iterations(), opts.scales)
+            for s in schedule.plan(
+                out_h,
+                out_w,
+                opts.total_iterations(),
+                schedule.n_scales(opts.stroke_scale, max(out_h, out_w), opts.scales),
+            )
             if min(s.height, s.width) >= need
         ]
         lost = opts.total_iterations() - sum(s.iterations for s in plan)
@@ -546,34 +551,51 @@ class _Run:
         x = None
         stop = None
         out_h, out_w = self.plan[-1].height, self.plan[-1].width
+        adaptive = self.opts.stroke_scale == "auto" and self.opts.scales is None
+        carried = 0  # iterations a coarse scale left unused; the finest scale gets them
         for k, scale in enumerate(self.plan):
             h, w = scale.height, scale.width
+            finest = k == len(self.plan) - 1
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb, self.memory_plans[k].tile)
             x = self._initial(h, w, content_rgb) if x is None else imageops.upscale(x, h, w)
             self.eta.targets(k)
             self._tick = time.perf_counter()
+            totals: list[float] = []
 
-            def after(i, xi, losses, last, k=k, scale=scale):
+            def after(i, xi, losses, last, k=k, scale=scale, totals=totals):
                 now = time.perf_counter()
                 self.eta.iteration(k, now - self._tick)
                 self._tick = now
                 self.iteration += 1
                 self.last_losses = losses
+                totals.append(losses["total"])
                 self._report(k, scale, xi, losses, force=last)
 
+            def should_stop(finest=finest, totals=totals):
+                reason = self._stop_reason()
+                if reason is None and adaptive and not finest and schedule.flattened(totals):
+                    return "plateau"
+                return reason
+
+            iterations = scale.iterations + (carried if finest else 0)
             outcome = optimise_scale(
                 x,
                 objective,
-                scale.iterations,
+                iterations,
                 self.opts.optimizer,
                 self.opts.learning_rate,
                 self.levels_per_unit,
-                self._stop_reason,
+                should_stop,
                 after,
                 history=self.memory_plans[k].history,
             )
             x, stop = outcome.image, outcome.stop
+            if stop == "plateau":  # move up a scale early
+                left = scale.iterations - outcome.iterations
+                carried += left
+                self.eta.reassign(k, len(self.plan) - 1, left)
+                stop = None
             if stop:
                 break
         return self._picture(x, out_h, out_w), stop

@@ -98,6 +98,12 @@ class Eta:
         self._units += self.costs[scale].per_iteration
         self._count += 1
 
+    def reassign(self, source: int, target: int, iterations: int) -> None:
+        """``iterations`` planned for scale ``source`` will run at scale ``target`` instead."""
+        c, t = self.costs[source], self.costs[target]
+        self.costs[source] = ScaleCost(c.iterations - iterations, c.per_iteration, c.targets)
+        self.costs[target] = ScaleCost(t.iterations + iterations, t.per_iteration, t.targets)
+
     def remaining(self) -> float:
         units = 0.0
         for k, c in enumerate(self.costs):
