@@ -77,7 +77,12 @@ def load_resized(arr, w, h):
 
 def test_progress_fields_frames_and_eta(engine, content, style):
     seen: list[Progress] = []
-    result = engine.run(content, style, opts(True, iterations=9, frames=3, stroke_scale="large"), on_progress=seen.append)
+    result = engine.run(
+        content,
+        style,
+        opts(True, iterations=9, frames=3, stroke_scale="large"),
+        on_progress=seen.append,
+    )
     assert [p.iteration for p in seen] == list(range(1, 10))
     assert all(p.total == 9 for p in seen)
     framed = [p for p in seen if p.image is not None]
