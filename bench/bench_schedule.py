@@ -209,7 +209,7 @@ def main() -> None:
         runs = []
         for stroke in args.strokes:
             r = run(c, s, args.size, args.iterations, stroke)
-            r["eta_error"] = eta_errors(r.pop("etas"), r["end"])
+            r["eta_error"] = eta_errors(r["etas"], r["end"])
             print(f"{pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}", flush=True)
             runs.append(r)
         score(runs, c, s)

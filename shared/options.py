@@ -136,6 +136,21 @@ class JobOptions:
         opts.validate()
         return opts
 
+    def refinement(self, size: int | None = None, iterations: int | None = None) -> JobOptions:
+        """Options that refine a preview to ``size`` (None: the layer's own size).
+
+        The preview's picture is the init image (the caller passes it as ``init_image``;
+        the engine resizes it), so the layout is already there: one scale at the output
+        size suffices. Half the preview's iterations by default.
+        """
+        return self.replace(
+            size=size,
+            init="image",
+            stroke_scale="fine",
+            scales=None,
+            iterations=iterations or max(1, self.total_iterations() // 2),
+        )
+
     def replace(self, **changes: Any) -> JobOptions:
         new = dataclasses.replace(self, **changes)
         new.validate()
