@@ -297,27 +297,37 @@ class Engine:
     def memory_plans(self, plan, opts, model, device, dtype, upto) -> list[memory.MemoryPlan]:
         """Per scale, whole or tiled and how much L-BFGS history, within the budget;
         raises too_large_for_device (naming a size that fits) before anything is allocated."""
-        budget = self.budget(device, opts)
-        dtype_name = str(dtype).removeprefix("torch.")
         tileable = tiling.can_tile(model)
-        halo = tiling.halo(model, upto) if tileable else 0
-        align = tiling.alignment(model) if tileable else 1
-        # On a GPU the runtime lives outside the budget (it is free memory); the network's
-        # weights and cuDNN's workspace remain.
-        base = memory.BASE_BYTES if device.type == "cpu" else 300 * memory.MB
+        limits = memory.Limits(
+            dtype_name=str(dtype).removeprefix("torch."),
+            budget=self.budget(device, opts),
+            halo=tiling.halo(model, upto) if tileable else 0,
+            align=tiling.alignment(model) if tileable else 1,
+            can_tile=tileable,
+            # On a GPU the runtime lives outside the budget (that is free memory); the
+            # network's weights and cuDNN's workspace remain.
+            base=memory.BASE_BYTES if device.type == "cpu" else 300 * memory.MB,
+        )
         plans = []
         for s in plan:
-            p = memory.plan_scale(
-                s.height, s.width, dtype_name, budget, halo, align, tileable, base
-            )
+            p = memory.plan_scale(s.height, s.width, limits)
             if p is None:
                 h, w = plan[-1].height, plan[-1].width
-                fits = memory.fitting_size(h, w, dtype_name, budget, halo, align, tileable, base)
-                raise memory.too_large(h, w, budget, fits, device.type.upper())
+                fits = memory.fitting_size(h, w, limits)
+                raise memory.too_large(h, w, limits.budget, fits, device.type.upper())
             if opts.tile_size is not None and tileable and opts.tile_size < max(s.height, s.width):
-                tile = opts.tile_size // align * align or align
-                peak = memory.estimate(s.height, s.width, dtype_name, tile, halo, p.history, base)
-                p = memory.MemoryPlan(tile, p.history, peak, budget)
+                tile = max(limits.align, opts.tile_size // limits.align * limits.align)
+                peak = memory.estimate(
+                    s.height,
+                    s.width,
+                    limits.dtype_name,
+                    tile,
+                    limits.halo,
+                    p.history,
+                    limits.base,
+                    limits.align,
+                )
+                p = memory.MemoryPlan(tile, p.history, peak, limits.budget)
             plans.append(p)
         return plans
 

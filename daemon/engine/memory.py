@@ -25,7 +25,6 @@ fits, before it allocates anything.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -106,6 +105,15 @@ def pass_bytes_per_px(dtype_name: str) -> int:
     return PASS_BYTES_PER_PX.get(dtype_name, PASS_BYTES_PER_PX["float32"])
 
 
+def window(length: int, tile: int, halo: int, align: int = 16) -> int:
+    """The longest window ``tiling.grid`` makes along a side of ``length`` px."""
+    n = -(-length // tile)
+    if n == 1:
+        return length
+    band = -(-length // n // align) * align + align  # bands are rounded to the alignment
+    return min(length, band + (2 if n > 2 else 1) * halo)
+
+
 def estimate(
     height: int,
     width: int,
@@ -114,71 +122,61 @@ def estimate(
     halo: int,
     history: int,
     base: int = BASE_BYTES,
+    align: int = 16,
 ) -> int:
     """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned."""
     pixels = height * width
-    seen = pixels if tile is None else min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
+    seen = pixels
+    if tile is not None:
+        seen = window(height, tile, halo, align) * window(width, tile, halo, align)
     state = pixels * (STATE_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
     return base + state + seen * pass_bytes_per_px(dtype_name)
 
 
-def plan_scale(
-    height: int,
-    width: int,
-    dtype_name: str,
-    budget: int,
-    halo: int,
-    align: int,
-    can_tile: bool,
-    base: int = BASE_BYTES,
-) -> MemoryPlan | None:
-    """The fastest way to run a scale within ``budget``, or None when none fits.
+@dataclass(frozen=True)
+class Limits:
+    """What a plan depends on besides the picture: arithmetic, budget, tiling geometry."""
+
+    dtype_name: str
+    budget: int
+    halo: int  # tiling.halo of the job's network
+    align: int  # tiling.alignment
+    can_tile: bool
+    base: int = BASE_BYTES
+
+
+def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
+    """The fastest way to run a scale within the budget, or None when none fits.
 
     Prefers the whole picture (no overlap to recompute), then the largest tile that
     fits; shortens L-BFGS's history only when even the smallest tile would not fit.
     """
+    lim = limits
     for history in HISTORIES:
-        whole = estimate(height, width, dtype_name, None, halo, history, base)
-        if whole <= budget:
-            return MemoryPlan(None, history, whole, budget)
-        if not can_tile:
+        whole = estimate(height, width, lim.dtype_name, None, lim.halo, history, lim.base)
+        if whole <= lim.budget:
+            return MemoryPlan(None, history, whole, lim.budget)
+        if not lim.can_tile:
             continue
-        tile = _largest_tile(height, width, dtype_name, budget, halo, align, history, base)
-        if tile is not None:
-            peak = estimate(height, width, dtype_name, tile, halo, history, base)
-            return MemoryPlan(tile, history, peak, budget)
+        for tile in range((max(height, width) - 1) // lim.align * lim.align, 0, -lim.align):
+            if tile < MIN_TILE_CORE:
+                break
+            peak = estimate(
+                height, width, lim.dtype_name, tile, lim.halo, history, lim.base, lim.align
+            )
+            if peak <= lim.budget:
+                return MemoryPlan(tile, history, peak, lim.budget)
     return None
 
 
-def _largest_tile(height, width, dtype_name, budget, halo, align, history, base) -> int | None:
-    state = height * width * (STATE_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
-    room = budget - base - state
-    if room <= 0:
-        return None
-    edge = int(math.sqrt(room / pass_bytes_per_px(dtype_name))) - 2 * halo
-    edge = edge // align * align
-    if edge < MIN_TILE_CORE:
-        return None
-    return edge if edge < max(height, width) else None
-
-
-def fitting_size(
-    height: int,
-    width: int,
-    dtype_name: str,
-    budget: int,
-    halo: int,
-    align: int,
-    can_tile: bool,
-    base: int = BASE_BYTES,
-) -> int:
-    """The largest long edge (a multiple of 64, at least 64) whose job fits ``budget``."""
+def fitting_size(height: int, width: int, limits: Limits) -> int:
+    """The largest long edge (a multiple of 64, at least 64) whose job fits the budget."""
     long_edge = max(height, width)
     lo, hi = 64, long_edge
     while hi - lo > 64:
         mid = (lo + hi) // 2 // 64 * 64
         h, w = max(1, round(height * mid / long_edge)), max(1, round(width * mid / long_edge))
-        if plan_scale(h, w, dtype_name, budget, halo, align, can_tile, base) is not None:
+        if plan_scale(h, w, limits) is not None:
             lo = mid
         else:
             hi = mid
