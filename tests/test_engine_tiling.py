@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto.daemon.engine import Engine, eta, memory, tiling
+from impasto.daemon.engine import CancelToken, Engine, eta, memory, tiling
 from impasto.daemon.engine.losses import gram
 from impasto.daemon.engine.models import available_layers
 from impasto.daemon.engine.objective import Objective
@@ -91,6 +91,30 @@ def test_a_tiled_job_matches_the_untiled_job(content, style):
     assert whole.memory["tiles"] == 1 and tiled.memory["tiles"] == 6
     assert tiled.losses["total"] == pytest.approx(whole.losses["total"], rel=1e-4)
     assert np.abs(tiled.image - whole.image).max() < 1e-3
+
+
+class CancelAfterChecks(CancelToken):
+    """Reads as cancelled from its ``n``-th check on: a cancel arriving mid-iteration."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.checks, self.n = 0, n
+
+    @property
+    def cancelled(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+def test_a_cancel_stops_a_tiled_iteration_between_tiles(content, style):
+    token = CancelAfterChecks(3)  # the job's start, the first tile, then cancelled
+    opts = JobOptions(size=160, iterations=3, scales=1, frames=0, tile_size=64)
+    result = Engine().run(content, [style], opts, cancel=token)
+    assert result.cancelled and result.iterations == 0
+    # the start, two tiles' checks, the loop's check after the interrupted evaluation:
+    # the other four of the six tiles never ran
+    assert token.checks == 4
+    assert result.image.shape == (120, 160, 3)
 
 
 def test_a_job_over_the_budget_is_refused_before_it_starts_with_a_size_that_fits(content, style):

@@ -486,6 +486,7 @@ class _Run:
                 tiles=tiles,
                 style_offset=offset,
                 memory_format=self.fmt,
+                interrupted=lambda: self._stop_reason() is not None,
             )
         return Objective(
             model=self.model,

@@ -97,8 +97,9 @@ def optimise_scale(
     for i in range(1, iterations + 1 if not stop else 1):
         grad, losses = objective.value_and_grad(x)
         if grad is None or not math.isfinite(losses["total"]):
-            stop = "diverged"
-            x = best
+            stop = should_stop()  # a tiled evaluation stops early on a cancel
+            if stop is None:
+                stop, x = "diverged", best
             break
         if losses["total"] < best_loss:
             best_loss, best = losses["total"], x

@@ -27,6 +27,8 @@ forward and backward).
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -201,8 +203,12 @@ class TiledObjective:
         tiles: list[Tile],
         style_offset: float = 0.0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        interrupted: Callable[[], bool] | None = None,
     ):
         self.model, self.tiles, self.fmt = model, tiles, memory_format
+        # Checked between tiles: one iteration of a large picture takes minutes, and a
+        # cancel should not wait for it (value_and_grad then returns no gradient).
+        self.interrupted = interrupted or (lambda: False)
         self.style_targets, self.layer_weights = style_targets, style_layer_weights
         self.content_weight, self.style_weight, self.tv_weight = (
             content_weight,
@@ -244,6 +250,13 @@ class TiledObjective:
         n_dy = 3 * (height - 1) * width
         prep = self.model.preprocessing
         for t, targets in zip(self.tiles, self.content_targets, strict=True):
+            if self.interrupted():
+                return None, {
+                    "content": math.nan,
+                    "style": math.nan,
+                    "tv": math.nan,
+                    "total": math.nan,
+                }
             xw = t.window(x).clone().requires_grad_(True)
             feats = self.model(xw.contiguous(memory_format=self.fmt), self.layers)
             terms = []
