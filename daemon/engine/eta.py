@@ -8,7 +8,7 @@ overhead dominate, so it said 4:12 left at 11 s of a 2:07 run. Here:
   their halos twice over: pass 1 forward plus pass 2 forward and backward), a cost in
   "pixel units";
 * building a scale's targets costs about ``TARGET_SHARE`` of one iteration per target
-  image (a forward pass without gradient);
+  image (resizing, hashing for the cache, a forward pass without gradient);
 * the seconds per unit are learned from the iterations run so far (setup and target
   building timed apart, the first iteration after a scale change excluded), starting
   from ``prior`` (the engine's speed from its previous job on that device) or, before
@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Per-iteration overhead in pixel units: python, L-BFGS and loss bookkeeping. An
-# iteration at 64x48 px took about as long as the network's pass over ~20k pixels.
-FIXED_PX = 20_000.0
+# Per-iteration overhead in pixel units (python, L-BFGS, bookkeeping), and what building
+# one target image's statistics costs relative to one iteration at the same size. Fitted
+# to bench_schedule.py's 256 px coarse-to-fine run (2 cores shared, one thread): median
+# iterations of 0.90, 1.52 and 2.92 s at 128x96, 181x136 and 256x192 px (a line with
+# 4k px of overhead), each scale's first iteration with its content and style targets
+# 4.4 s at 181 and 256 px (about two iterations: one per target image).
+FIXED_PX = 4096.0
+TARGET_SHARE = 1.0
 # A forward pass without gradient costs about a third of a forward and backward.
 FORWARD_SHARE = 0.35
-TARGET_SHARE = FORWARD_SHARE
 # What the speed measured at earlier scales keeps of its weight when a finer one starts:
 # per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
 SCALE_DECAY = 0.5
