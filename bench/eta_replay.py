@@ -40,14 +40,14 @@ def replay(run: dict, size: int) -> list[tuple[float, float]]:
 
 
 def main() -> None:
-    data = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as f:
+        data = json.load(f)
     print(f"worst error from {', '.join(f'{f:.0%}' for f in FROM)} of the run on")
     for res in data["results"]:
         for run in res["runs"]:
-            print(
-                f"{res['pair']} {run['stroke']}: replayed {worst(replay(run, data['size']), run['end'])}"
-                f"; logged {worst([tuple(e) for e in run['etas']], run['end'])}"
-            )
+            replayed = worst(replay(run, data["size"]), run["end"])
+            logged = worst([tuple(e) for e in run["etas"]], run["end"])
+            print(f"{res['pair']} {run['stroke']}: replayed {replayed}; logged {logged}")
 
 
 if __name__ == "__main__":
