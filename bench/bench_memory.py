@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "tests" / "images"
 
 
-def child(size: int, iterations: int, budget_mb: int, scales: int, precision: str) -> None:
+def child(
+    size: int, iterations: int, budget_mb: int, scales: int, precision: str, limit: float | None
+) -> None:
     import numpy as np
     from PIL import Image
 
@@ -35,7 +37,13 @@ def child(size: int, iterations: int, budget_mb: int, scales: int, precision: st
     content = np.asarray(Image.open(IMAGES / "tubingen.jpg").convert("RGB"), np.float32) / 255
     style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
     opts = JobOptions(
-        size=size, iterations=iterations, scales=scales, frames=0, seed=0, precision=precision
+        size=size,
+        iterations=iterations,
+        scales=scales,
+        frames=0,
+        seed=0,
+        precision=precision,
+        time_limit=limit,
     )
     times: list[float] = []
     last = [time.perf_counter()]
@@ -51,7 +59,8 @@ def child(size: int, iterations: int, budget_mb: int, scales: int, precision: st
         result = engine.run(content, [style], opts, on_progress=on_progress)
         out = {"memory": result.memory, "elapsed": result.elapsed, "precision": result.precision}
         # the first finest-scale iteration also builds that scale's targets
-        out["per_iteration"] = min(times[1:] or times)
+        out["per_iteration"] = min(times[1:] or times or [float("nan")])
+        out["stop"] = result.stop_reason
     except ImpastoError as exc:
         out = {"error": f"{exc.code}: {exc}"}
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -65,21 +74,34 @@ def main() -> None:
     ap.add_argument("--budget-mb", type=int, default=3072)
     ap.add_argument("--scales", type=int, default=1)
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--time-limit", type=float, help="stop each job after this many seconds")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.sizes[0], args.iterations, args.budget_mb, args.scales, args.precision)
+        child(
+            args.sizes[0],
+            args.iterations,
+            args.budget_mb,
+            args.scales,
+            args.precision,
+            args.time_limit,
+        )
         return
     print(
         f"budget {args.budget_mb} MB, {args.iterations} iterations, scales={args.scales}, "
         f"precision {args.precision}\n"
     )
-    print("| size | tile (core px) | tiles | history | estimate GB | peak RSS GB | s/iteration |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| size | tile (core px) | tiles | history | estimate GB | peak RSS GB | s/iteration "
+        "| run s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--child", "--sizes", str(size)]
         cmd += ["--iterations", str(args.iterations), "--budget-mb", str(args.budget_mb)]
         cmd += ["--scales", str(args.scales), "--precision", args.precision]
+        if args.time_limit:
+            cmd += ["--time-limit", str(args.time_limit)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         try:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -93,7 +115,8 @@ def main() -> None:
         m = r["memory"]
         print(
             f"| {size} | {m['tile'] or 'whole'} | {m['tiles']} | {m['history']} | "
-            f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} |"
+            f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} | "
+            f"{r['elapsed']:.0f} ({r['stop']}) |"
         )
 
 
