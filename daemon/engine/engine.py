@@ -473,31 +473,27 @@ class _Run:
             targets = blended_style_targets(per_style, self.blend)
             offset = style_constant(per_style, self.blend, targets, self.layer_weights)
         self.target_time += time.perf_counter() - t
+        terms = {
+            "style_targets": targets,
+            "style_layer_weights": self.layer_weights,
+            "content_weight": self.opts.content_weight,
+            "style_weight": self.opts.effective_style_weight(),
+            "tv_weight": self.opts.tv_weight,
+            "style_offset": offset,
+            "memory_format": self.fmt,
+        }
+        use_content = self.opts.content_weight > 0
         if tiles is not None:
             return tiling.TiledObjective(
                 model=self.model,
-                content_input=x_content if self.opts.content_weight > 0 else None,
+                content_input=x_content if use_content else None,
                 content_layers=self.content_layers,
-                style_targets=targets,
-                style_layer_weights=self.layer_weights,
-                content_weight=self.opts.content_weight,
-                style_weight=self.opts.effective_style_weight(),
-                tv_weight=self.opts.tv_weight,
                 tiles=tiles,
-                style_offset=offset,
-                memory_format=self.fmt,
                 interrupted=lambda: self._stop_reason() is not None,
+                **terms,
             )
         return Objective(
-            model=self.model,
-            content_targets=content_targets if self.opts.content_weight > 0 else {},
-            style_targets=targets,
-            style_layer_weights=self.layer_weights,
-            content_weight=self.opts.content_weight,
-            style_weight=self.opts.effective_style_weight(),
-            tv_weight=self.opts.tv_weight,
-            style_offset=offset,
-            memory_format=self.fmt,
+            model=self.model, content_targets=content_targets if use_content else {}, **terms
         )
 
     def _initial(self, h: int, w: int, content_rgb: torch.Tensor) -> torch.Tensor:
