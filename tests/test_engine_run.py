@@ -77,7 +77,12 @@ def load_resized(arr, w, h):
 
 def test_progress_fields_frames_and_eta(engine, content, style):
     seen: list[Progress] = []
-    result = engine.run(content, style, opts(True, iterations=9, frames=3), on_progress=seen.append)
+    result = engine.run(
+        content,
+        style,
+        opts(True, iterations=9, frames=3, stroke_scale="large"),
+        on_progress=seen.append,
+    )
     assert [p.iteration for p in seen] == list(range(1, 10))
     assert all(p.total == 9 for p in seen)
     framed = [p for p in seen if p.image is not None]
@@ -228,13 +233,13 @@ def test_preserve_colors_match_recolours_the_style(engine, content, style):
 
 def test_second_job_with_the_same_style_hits_the_target_cache(content, style):
     engine = Engine()
-    engine.run(content, [style], opts(iterations=2))
+    engine.run(content, [style], opts(iterations=2, stroke_scale="large"))
     misses, hits = engine.targets.misses, engine.targets.hits
     assert misses == 4 and hits == 0  # content + style at 2 scales
     assert engine.models_loaded == 1
-    engine.run(content, [style], opts(iterations=2, content_weight=0.5))
+    engine.run(content, [style], opts(iterations=2, content_weight=0.5, stroke_scale="large"))
     assert engine.targets.misses == misses and engine.targets.hits == 4
-    engine.run(content, [style[::-1].copy()], opts(iterations=2))  # another style image
+    engine.run(content, [style[::-1].copy()], opts(iterations=2, stroke_scale="large"))
     assert engine.targets.misses == misses + 2
     assert engine.models_loaded == 1
 

@@ -43,3 +43,28 @@ def test_default_512_plan_is_coarse_to_fine_with_cheap_early_scales():
     assert cost < 100  # half of 200 full-resolution iterations
     aspect = [s.width / s.height for s in plan]
     assert max(aspect) - min(aspect) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("stroke", "edge", "scales", "expected"),
+    [
+        ("fine", 2048, None, 1),
+        ("medium", 512, None, 3),  # 256, 362, 512
+        ("large", 512, None, None),  # down to MIN_EDGE
+        ("auto", 512, None, 1),
+        ("auto", 2048, None, 5),  # from 512 px
+        ("large", 512, 2, 2),  # an explicit count wins
+    ],
+)
+def test_stroke_scale_sets_the_coarsest_scale(stroke, edge, scales, expected):
+    assert schedule.n_scales(stroke, edge, scales) == expected
+    plan = schedule.plan(edge * 3 // 4, edge, 100, schedule.n_scales(stroke, edge, scales))
+    if stroke == "medium":
+        assert max(plan[0].height, plan[0].width) == edge // 2
+
+
+def test_a_scale_counts_as_flat_only_when_its_loss_stops_falling():
+    falling = [100.0 * 0.97**i for i in range(20)]
+    assert not schedule.flattened(falling[:5])  # too few to judge
+    assert not schedule.flattened(falling)
+    assert schedule.flattened([*falling, *[falling[-1] * 0.999] * schedule.PLATEAU_WINDOW])

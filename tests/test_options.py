@@ -104,3 +104,11 @@ def test_options_module_imports_without_torch_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_refinement_starts_from_the_preview_at_the_layers_size():
+    preview = JobOptions(size=256, iterations=200, stroke_scale="large")
+    refine = preview.refinement()
+    assert refine.size is None and refine.init == "image"
+    assert refine.stroke_scale == "fine" and refine.iterations == 100
+    assert preview.refinement(size=2048, iterations=40).size == 2048

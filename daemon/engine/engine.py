@@ -11,11 +11,18 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, OUT_OF_MEMORY, ImpastoError
+from impasto.shared.errors import (
+    BAD_IMAGE,
+    BAD_OPTIONS,
+    OUT_OF_MEMORY,
+    TOO_LARGE_FOR_DEVICE,
+    ImpastoError,
+)
 from impasto.shared.options import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_MAX_PIXELS,
@@ -25,7 +32,7 @@ from impasto.shared.options import (
     OptionsError,
 )
 
-from . import colors, devices, imageops, schedule
+from . import colors, devices, eta, imageops, memory, schedule, tiling
 from .losses import blended_style_targets, style_constant, style_targets
 from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
 from .objective import Objective
@@ -78,11 +85,21 @@ def min_side(model: FeatureExtractor, upto: int) -> int:
 class Engine:
     """Style transfer with model and target caches; one ``run`` at a time per device."""
 
-    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, target_cache_size: int = 48):
+    def __init__(
+        self,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        target_cache_size: int = 48,
+        memory_budget: int | None = None,
+    ):
         self.max_pixels = max_pixels
+        # Bytes one job may peak at; None = memory.default_budget for the job's device.
+        self.memory_budget = memory_budget
         self.targets = TargetCache(target_cache_size)
         self.models_loaded = 0  # how many times a model was built (cache misses)
         self._models: dict[tuple, FeatureExtractor] = {}
+        # Seconds per ETA cost unit of the last job per (device, dtype): the next job's
+        # ETA starts from it (eta.py).
+        self._speeds: dict[tuple[str, torch.dtype], float] = {}
         self._lock = threading.Lock()
 
     # -- models ---------------------------------------------------------------------------
@@ -159,31 +176,15 @@ class Engine:
                 )
             init_arr = imageops.as_rgba_array(init_image, "init")
 
-        content_layers, style_layers = job_layers(opts)
-        upto = max(
-            check_layers(opts.extractor, content_layers, "content_layers"),
-            check_layers(opts.extractor, style_layers, "style_layers"),
+        setup = self._setup(content_arr.shape[0], content_arr.shape[1], opts)
+        model, device, dtype, plan, memory_plans = (
+            setup.model,
+            setup.device,
+            setup.dtype,
+            setup.plan,
+            setup.memory,
         )
-        device = devices.resolve_device(opts.device)
-        devices.configure(device)
-        out_h, out_w = imageops.output_size(*content_arr.shape[:2], opts.size, self.max_pixels)
-        dtype = devices.compute_dtype(device, opts.precision)
-        model = self.model(opts.extractor, opts.weights, opts.pooling, device, upto, dtype)
-        need = min_side(model, upto)
-        if min(out_h, out_w) < need:
-            raise ImpastoError(
-                f"output {out_w}x{out_h} is too small: {opts.extractor} needs at least "
-                f"{need} px on each side",
-                BAD_IMAGE,
-            )
-        plan = [
-            s
-            for s in schedule.plan(out_h, out_w, opts.total_iterations(), opts.scales)
-            if min(s.height, s.width) >= need
-        ]
-        lost = opts.total_iterations() - sum(s.iterations for s in plan)
-        if lost:  # scales too small for the network were dropped: the finest runs longer
-            plan[-1] = schedule.Scale(out_h, out_w, plan[-1].iterations + lost)
+        content_layers, style_layers, need = setup.content_layers, setup.style_layers, setup.need
         t_setup = time.perf_counter() - t0
 
         run = _Run(
@@ -202,9 +203,13 @@ class Engine:
             cancel,
             t0,
             need,
+            memory_plans,
+            eta.Eta(self._costs(setup, len(style_arrs)), self._speeds.get((str(device), dtype))),
         )
         run.extra_terms = dict(extra_terms or {})
         image, stop = run.execute()
+        if run.eta.measured() is not None:
+            self._speeds[(str(device), dtype)] = run.eta.measured()
         elapsed = time.perf_counter() - t0
         return StyleResult(
             image=image,
@@ -216,7 +221,140 @@ class Engine:
             precision=str(dtype).removeprefix("torch."),
             stop_reason=stop or "done",
             timings={"setup": t_setup, "targets": run.target_time, "total": elapsed},
+            memory=run.memory_summary(),
         )
+
+    def _setup(self, height: int, width: int, opts: JobOptions) -> _Setup:
+        """Everything decided before a job allocates: model, scales, memory plans."""
+        content_layers, style_layers = job_layers(opts)
+        upto = max(
+            check_layers(opts.extractor, content_layers, "content_layers"),
+            check_layers(opts.extractor, style_layers, "style_layers"),
+        )
+        device = devices.resolve_device(opts.device)
+        devices.configure(device)
+        out_h, out_w = imageops.output_size(height, width, opts.size, self.max_pixels)
+        dtype = devices.compute_dtype(device, opts.precision)
+        model = self.model(opts.extractor, opts.weights, opts.pooling, device, upto, dtype)
+        need = min_side(model, upto)
+        if min(out_h, out_w) < need:
+            raise ImpastoError(
+                f"output {out_w}x{out_h} is too small: {opts.extractor} needs at least "
+                f"{need} px on each side",
+                BAD_IMAGE,
+            )
+        plan = [
+            s
+            for s in schedule.plan(
+                out_h,
+                out_w,
+                opts.total_iterations(),
+                schedule.n_scales(opts.stroke_scale, max(out_h, out_w), opts.scales),
+            )
+            if min(s.height, s.width) >= need
+        ]
+        lost = opts.total_iterations() - sum(s.iterations for s in plan)
+        if lost:  # scales too small for the network were dropped: the finest runs longer
+            plan[-1] = schedule.Scale(out_h, out_w, plan[-1].iterations + lost)
+        memory_plans = self.memory_plans(plan, opts, model, device, dtype, upto)
+        return _Setup(
+            model, device, dtype, plan, memory_plans, content_layers, style_layers, need, upto
+        )
+
+    def preflight(self, height: int, width: int, options=None, n_styles: int = 1) -> dict:
+        """What a job on a ``height`` x ``width`` content would do, without running it.
+
+        For an editor's dialog before the run: the output size, the scales (size,
+        iterations, tiles), the estimated peak memory against the budget, and the
+        estimated seconds (from this engine's last job on the same device and
+        arithmetic, else a default speed). Raises the job's own errors (options,
+        too_large_for_device), so a dialog can show them before submitting.
+        """
+        opts = check_options(options if options is not None else JobOptions())
+        setup = self._setup(height, width, opts)
+        costs = self._costs(setup, n_styles)
+        prior = self._speeds.get((str(setup.device), setup.dtype))
+        return {
+            "width": setup.plan[-1].width,
+            "height": setup.plan[-1].height,
+            "scales": [
+                {"width": s.width, "height": s.height, "iterations": s.iterations, "tile": m.tile}
+                for s, m in zip(setup.plan, setup.memory, strict=True)
+            ],
+            "memory_estimate": max(m.peak for m in setup.memory),
+            "memory_budget": setup.memory[-1].budget,
+            "seconds": eta.Eta(costs, prior).total_before(),
+            "speed_measured": prior is not None,
+        }
+
+    def _costs(self, setup: _Setup, n_styles: int) -> list[eta.ScaleCost]:
+        costs = []
+        for s, m in zip(setup.plan, setup.memory, strict=True):
+            windows = None
+            if m.tile is not None:
+                halo = tiling.halo(setup.model, setup.upto)
+                tiles = tiling.grid(s.height, s.width, m.tile, halo, tiling.alignment(setup.model))
+                windows = [(t.wy1 - t.wy0) * (t.wx1 - t.wx0) for t in tiles]
+            costs.append(eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles))
+        return costs
+
+    def budget(self, device: torch.device, opts: JobOptions) -> int:
+        """The job's memory budget in bytes: the engine's (or the device's default),
+        lowered, never raised, by the job's ``memory_budget`` option."""
+        budget = self.memory_budget or memory.default_budget(device.type)
+        if opts.memory_budget is not None:
+            budget = min(budget, opts.memory_budget * memory.MB)
+        return budget
+
+    def memory_plans(self, plan, opts, model, device, dtype, upto) -> list[memory.MemoryPlan]:
+        """Per scale, whole or tiled and how much L-BFGS history, within the budget;
+        raises too_large_for_device (naming a size that fits) before anything is allocated."""
+        tileable = tiling.can_tile(model)
+        limits = memory.Limits(
+            dtype_name=str(dtype).removeprefix("torch."),
+            budget=self.budget(device, opts),
+            halo=tiling.halo(model, upto) if tileable else 0,
+            align=tiling.alignment(model) if tileable else 1,
+            can_tile=tileable,
+            # On a GPU the runtime lives outside the budget (that is free memory); the
+            # network's weights and cuDNN's workspace remain.
+            base=memory.BASE_BYTES if device.type == "cpu" else 300 * memory.MB,
+        )
+        plans = []
+        for s in plan:
+            p = memory.plan_scale(s.height, s.width, limits)
+            if p is None:
+                h, w = plan[-1].height, plan[-1].width
+                fits = memory.fitting_size(h, w, limits)
+                raise memory.too_large(h, w, limits.budget, fits, device.type.upper())
+            if opts.tile_size is not None and tileable and opts.tile_size < max(s.height, s.width):
+                tile = max(limits.align, opts.tile_size // limits.align * limits.align)
+                peak = memory.estimate(
+                    s.height,
+                    s.width,
+                    limits.dtype_name,
+                    tile,
+                    limits.halo,
+                    p.history,
+                    limits.base,
+                    limits.align,
+                )
+                p = memory.MemoryPlan(tile, p.history, peak, limits.budget)
+            plans.append(p)
+        return plans
+
+
+@dataclass
+class _Setup:
+    model: FeatureExtractor
+    device: torch.device
+    dtype: torch.dtype
+    plan: list[schedule.Scale]
+    memory: list[memory.MemoryPlan]
+    content_layers: list[str]
+    style_layers: list[str]
+    need: int  # smallest side the network accepts
+    upto: int  # deepest body index used
 
 
 class _Run:
@@ -239,8 +377,12 @@ class _Run:
         cancel,
         t0,
         min_side,
+        memory_plans,
+        eta_model,
     ):
         self.engine, self.opts, self.model, self.device = engine, opts, model, device
+        self.memory_plans = memory_plans
+        self.upto = max(model.taps[k] for k in [*content_layers, *style_layers])
         self.plan, self.blend, self.init = plan, blend, init
         self.content_layers, self.style_layers = content_layers, style_layers
         self.on_progress, self.cancel, self.t0 = on_progress, cancel, t0
@@ -255,15 +397,28 @@ class _Run:
         self.iteration = 0
         self.last_losses: dict[str, float] = {}
         self.target_time = 0.0
-        cost = [(s.height * s.width + 4096) * s.iterations for s in plan]
-        self.cost_before = [sum(cost[:i]) for i in range(len(plan))]
-        self.cost_total = sum(cost)
+        self.eta = eta_model
+        self._tick = 0.0  # when the last iteration (or target building) ended
         if opts.style_layer_weights is not None:
             self.layer_weights = dict(zip(style_layers, opts.style_layer_weights, strict=True))
         else:
             self.layer_weights = dict.fromkeys(style_layers, 1.0)
         self.levels_per_unit = 255.0 * self.prep.std[0] / self.prep.scale
         self.extra_terms: dict = {}  # set by Engine._run (the sequence job's temporal term)
+
+    def memory_summary(self) -> dict[str, int]:
+        p, s = self.memory_plans[-1], self.plan[-1]
+        tiles = 1
+        if p.tile is not None:
+            align = tiling.alignment(self.model)
+            tiles = len(tiling.grid(s.height, s.width, p.tile, 0, align))
+        return {
+            "budget": p.budget,
+            "estimate": p.peak,
+            "tile": p.tile or 0,
+            "tiles": tiles,
+            "history": p.history,
+        }
 
     @staticmethod
     def _frame_iterations(frames: int, total: int) -> set[int]:
@@ -278,11 +433,26 @@ class _Run:
         with torch.no_grad():
             return self.model(x.contiguous(memory_format=self.fmt), layers)
 
-    def _style_targets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return style_targets(self._features(x, self.style_layers), self.style_layers)
+    def _grams(self, x: torch.Tensor, tile: int | None) -> dict[str, torch.Tensor]:
+        """A style image's Gram targets; tiled when the picture is (its size follows it)."""
+        if tile is None or max(x.shape[-2:]) <= tile:
+            return style_targets(self._features(x, self.style_layers), self.style_layers)
+        halo, align = tiling.halo(self.model, self.upto), tiling.alignment(self.model)
+        tiles = tiling.grid(*x.shape[-2:], tile, halo, align)
+        return tiling.tiled_grams(self.model, x, self.style_layers, tiles, self.fmt)
 
-    def _objective(self, h: int, w: int, content_rgb: torch.Tensor) -> Objective:
+    def _objective(self, h: int, w: int, content_rgb: torch.Tensor, tile: int | None):
         t = time.perf_counter()
+        tiles = None
+        if tile is not None:
+            if self.extra_terms:  # the sequence job's temporal term has no tiled form yet
+                raise ImpastoError(
+                    f"animation frames of {w}x{h} px need tiling within the memory budget, "
+                    "which animations do not support yet; choose a smaller size",
+                    TOO_LARGE_FOR_DEVICE,
+                )
+            halo = tiling.halo(self.model, self.upto)
+            tiles = tiling.grid(h, w, tile, halo, tiling.alignment(self.model))
         model_key = (
             self.model.name,
             self.opts.weights,
@@ -291,11 +461,15 @@ class _Run:
             str(self.model.dtype),
         )
         x_content = self._to_input(content_rgb)
-        content_targets = self.engine.targets.get_or_compute(
-            ("content", model_key, tuple(self.content_layers), tensor_digest(content_rgb)),
-            lambda: {
-                k: v.detach() for k, v in self._features(x_content, self.content_layers).items()
-            },
+        content_targets = (
+            None
+            if tiles is not None
+            else self.engine.targets.get_or_compute(
+                ("content", model_key, tuple(self.content_layers), tensor_digest(content_rgb)),
+                lambda: {
+                    k: v.detach() for k, v in self._features(x_content, self.content_layers).items()
+                },
+            )
         )
         per_style = []
         need = self.min_side
@@ -310,12 +484,7 @@ class _Run:
             key = ("style", model_key, tuple(self.style_layers), tensor_digest(s))
             x_style = self._to_input(s)
             per_style.append(
-                self.engine.targets.get_or_compute(
-                    key,
-                    lambda x=x_style: style_targets(
-                        self._features(x, self.style_layers), self.style_layers
-                    ),
-                )
+                self.engine.targets.get_or_compute(key, lambda x=x_style: self._grams(x, tile))
             )
         if len(per_style) == 1:
             targets, offset = per_style[0], 0.0
@@ -323,17 +492,30 @@ class _Run:
             targets = blended_style_targets(per_style, self.blend)
             offset = style_constant(per_style, self.blend, targets, self.layer_weights)
         self.target_time += time.perf_counter() - t
+        terms = {
+            "style_targets": targets,
+            "style_layer_weights": self.layer_weights,
+            "content_weight": self.opts.content_weight,
+            "style_weight": self.opts.effective_style_weight(),
+            "tv_weight": self.opts.tv_weight,
+            "style_offset": offset,
+            "memory_format": self.fmt,
+        }
+        use_content = self.opts.content_weight > 0
+        if tiles is not None:
+            return tiling.TiledObjective(
+                model=self.model,
+                content_input=x_content if use_content else None,
+                content_layers=self.content_layers,
+                tiles=tiles,
+                interrupted=lambda: self._stop_reason() is not None,
+                **terms,
+            )
         return Objective(
             model=self.model,
-            content_targets=content_targets if self.opts.content_weight > 0 else {},
-            style_targets=targets,
-            style_layer_weights=self.layer_weights,
-            content_weight=self.opts.content_weight,
-            style_weight=self.opts.effective_style_weight(),
-            tv_weight=self.opts.tv_weight,
-            style_offset=offset,
-            memory_format=self.fmt,
+            content_targets=content_targets if use_content else {},
             extra_terms=self.extra_terms,
+            **terms,
         )
 
     def _initial(self, h: int, w: int, content_rgb: torch.Tensor) -> torch.Tensor:
@@ -377,10 +559,7 @@ class _Run:
         if not frame and self.iteration % self.opts.progress_every:
             return
         elapsed = time.perf_counter() - self.t0
-        done = self.cost_before[k] + (scale.height * scale.width + 4096) * (
-            self.iteration - sum(s.iterations for s in self.plan[:k])
-        )
-        eta = elapsed * (self.cost_total - done) / done if done > 0 else None
+        eta = self.eta.remaining()
         image = self._picture(x, x.shape[-2], x.shape[-1], self.opts.frame_size) if frame else None
         self.on_progress(
             Progress(
@@ -392,7 +571,7 @@ class _Run:
                 x.shape[-2],
                 dict(losses),
                 elapsed,
-                max(0.0, eta) if eta is not None else None,
+                max(0.0, eta),
                 image,
             )
         )
@@ -401,28 +580,51 @@ class _Run:
         x = None
         stop = None
         out_h, out_w = self.plan[-1].height, self.plan[-1].width
+        adaptive = self.opts.stroke_scale == "auto" and self.opts.scales is None
+        carried = 0  # iterations a coarse scale left unused; the finest scale gets them
         for k, scale in enumerate(self.plan):
             h, w = scale.height, scale.width
+            finest = k == len(self.plan) - 1
             content_rgb = imageops.resize(self.content_rgb, h, w)
-            objective = self._objective(h, w, content_rgb)
+            objective = self._objective(h, w, content_rgb, self.memory_plans[k].tile)
             x = self._initial(h, w, content_rgb) if x is None else imageops.upscale(x, h, w)
+            self.eta.targets(k)
+            self._tick = time.perf_counter()
+            totals: list[float] = []
 
-            def after(i, xi, losses, last, k=k, scale=scale):
+            def after(i, xi, losses, last, k=k, scale=scale, totals=totals):
+                now = time.perf_counter()
+                self.eta.iteration(k, now - self._tick)
+                self._tick = now
                 self.iteration += 1
                 self.last_losses = losses
+                totals.append(losses["total"])
                 self._report(k, scale, xi, losses, force=last)
 
+            def should_stop(finest=finest, totals=totals):
+                reason = self._stop_reason()
+                if reason is None and adaptive and not finest and schedule.flattened(totals):
+                    return "plateau"
+                return reason
+
+            iterations = scale.iterations + (carried if finest else 0)
             outcome = optimise_scale(
                 x,
                 objective,
-                scale.iterations,
+                iterations,
                 self.opts.optimizer,
                 self.opts.learning_rate,
                 self.levels_per_unit,
-                self._stop_reason,
+                should_stop,
                 after,
+                history=self.memory_plans[k].history,
             )
             x, stop = outcome.image, outcome.stop
+            if stop == "plateau":  # move up a scale early
+                left = scale.iterations - outcome.iterations
+                carried += left
+                self.eta.reassign(k, len(self.plan) - 1, left)
+                stop = None
             if stop:
                 break
         return self._picture(x, out_h, out_w), stop

@@ -6,6 +6,7 @@ from the image tensor (in the network's input space) to the total loss.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,3 +67,13 @@ class Objective:
         losses.update({name: value.detach().item() for name, value in extra.items()})
         losses["total"] = sum(losses.values())
         return total, losses
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """The loss terms and their gradient at ``x`` (None when the loss is not finite);
+        the interface ``tiling.TiledObjective`` shares."""
+        x = x.detach().requires_grad_(True)
+        total, losses = self(x)
+        if not math.isfinite(losses["total"]):
+            return None, losses
+        (grad,) = torch.autograd.grad(total, x)
+        return grad, losses

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from .lbfgs import LBFGS
-from .objective import Objective
 
 LBFGS_HISTORY = 20
 # The first L-BFGS step (and so each scale's first), in 0..255 levels for the top pixel.
@@ -47,6 +46,7 @@ class _Stepper:
         lr: float | None,
         levels_per_unit: float,
         bounds: tuple[torch.Tensor, torch.Tensor],
+        history: int = LBFGS_HISTORY,
     ):
         self.lo, self.hi = bounds  # every step ends inside this box
         self.adam = None
@@ -56,7 +56,7 @@ class _Stepper:
             self.adam = torch.optim.Adam([self.param], lr=step / levels_per_unit)
         else:
             self.lbfgs = LBFGS(
-                LBFGS_HISTORY,
+                history,
                 lr if lr is not None else 1.0,
                 LBFGS_FIRST_STEP / levels_per_unit,
                 LBFGS_MAX_STEP / levels_per_unit,
@@ -74,13 +74,14 @@ class _Stepper:
 
 def optimise_scale(
     x0: torch.Tensor,
-    objective: Objective,
+    objective,  # Objective or tiling.TiledObjective: value_and_grad(x) -> (grad, losses)
     iterations: int,
     optimizer: str,
     learning_rate: float | None,
     levels_per_unit: float,
     should_stop: Callable[[], str | None],
     after_iteration: Callable[[int, torch.Tensor, dict[str, float], bool], None],
+    history: int = LBFGS_HISTORY,
 ) -> ScaleOutcome:
     """Run up to ``iterations`` steps from ``x0``.
 
@@ -89,19 +90,17 @@ def optimise_scale(
     """
     bounds = objective.model.preprocessing.bounds(x0)
     x = x0.detach().clamp(*bounds)
-    stepper = _Stepper(x, optimizer, learning_rate, levels_per_unit, bounds)
+    stepper = _Stepper(x, optimizer, learning_rate, levels_per_unit, bounds, history)
     best_loss, best = math.inf, x
     losses: dict[str, float] = {}
     done, stop = 0, should_stop()
     for i in range(1, iterations + 1 if not stop else 1):
-        x.requires_grad_(True)
-        total, losses = objective(x)
-        if not math.isfinite(losses["total"]):
-            stop = "diverged"
-            x = best
+        grad, losses = objective.value_and_grad(x)
+        if grad is None or not math.isfinite(losses["total"]):
+            stop = should_stop()  # a tiled evaluation stops early on a cancel
+            if stop is None:
+                stop, x = "diverged", best
             break
-        (grad,) = torch.autograd.grad(total, x)
-        x = x.detach()
         if losses["total"] < best_loss:
             best_loss, best = losses["total"], x
         x = stepper.step(x, grad)

@@ -51,6 +51,9 @@ class StyleResult:
     precision: str = "float32"  # the network's arithmetic (bfloat16 on suitable CPUs)
     stop_reason: str = "done"  # done, cancelled, time_limit or diverged
     timings: dict[str, float] = field(default_factory=dict)
+    # The finest scale's memory plan: budget and estimated peak (bytes), tile core edge
+    # (0 = untiled), tiles, L-BFGS history (see engine/memory.py)
+    memory: dict[str, int] = field(default_factory=dict)
 
     @property
     def device_label(self) -> str:

@@ -1,0 +1,131 @@
+"""An honest ETA: each iteration weighted by what it costs, the machine's speed learned.
+
+The old ETA divided elapsed time by the share of pixel-iterations done. Early in a run
+that share is mostly the coarse scales, where setup, style analysis and per-iteration
+overhead dominate, so it said 4:12 left at 11 s of a 2:07 run. Here:
+
+* an iteration at a scale costs ``FIXED_PX + pixels the network sees`` (tiled scales see
+  their halos twice over: pass 1 forward plus pass 2 forward and backward), a cost in
+  "pixel units";
+* building a scale's targets costs about ``TARGET_SHARE`` of one iteration per target
+  image (resizing, hashing for the cache, a forward pass without gradient);
+* the seconds per unit are learned from the iterations run so far (setup and target
+  building timed apart, the first iteration after a scale change excluded), starting
+  from ``prior`` (the engine's speed from its previous job on that device) or, before
+  any iteration at all, from ``DEFAULT_SECONDS_PER_UNIT``.
+
+bench/bench_eta.py reports its error over the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Per-iteration overhead in pixel units (python, L-BFGS, bookkeeping), and what building
+# one target image's statistics costs relative to one iteration at the same size. Fitted
+# to bench_schedule.py's 256 px coarse-to-fine run (2 cores shared, one thread): median
+# iterations of 0.90, 1.52 and 2.92 s at 128x96, 181x136 and 256x192 px (a line with
+# 4k px of overhead), each scale's first iteration with its content and style targets
+# 4.4 s at 181 and 256 px (about two iterations: one per target image).
+FIXED_PX = 4096.0
+TARGET_SHARE = 1.0
+# A forward pass without gradient costs about a third of a forward and backward.
+FORWARD_SHARE = 0.35
+# What the speed measured at earlier scales keeps of its weight when a finer one starts:
+# per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
+SCALE_DECAY = 0.5
+# 2-core Zen 4 with AMX, bfloat16: ~0.5 s per iteration at 512x384 (issue 13).
+DEFAULT_SECONDS_PER_UNIT = 0.5 / (512 * 384 + FIXED_PX)
+
+
+@dataclass(frozen=True)
+class ScaleCost:
+    iterations: int
+    per_iteration: float  # pixel units
+    targets: float  # pixel units, once at the start of the scale
+
+
+def scale_cost(
+    height: int, width: int, iterations: int, windows: list[int] | None, n_targets: int
+) -> ScaleCost:
+    """Cost of one scale; ``windows``: the tiles' window areas when tiled, else None."""
+    if windows is None:
+        per = FIXED_PX + height * width
+        targets = n_targets * TARGET_SHARE * height * width
+    else:
+        seen = sum(windows)
+        per = FIXED_PX + seen * (1.0 + FORWARD_SHARE)
+        targets = n_targets * TARGET_SHARE * seen
+    return ScaleCost(iterations, per, targets)
+
+
+class Eta:
+    """Seconds left in a run, from the plan's costs and the speed seen so far."""
+
+    def __init__(self, costs: list[ScaleCost], prior: float | None = None):
+        self.costs = costs
+        self.prior = prior or DEFAULT_SECONDS_PER_UNIT
+        self.scale = 0
+        self.done_in_scale = 0
+        self.targets_built = False
+        self._seconds = 0.0  # measured steady iterations (older scales decayed)
+        self._units = 0.0
+        self._count = 0.0
+
+    @property
+    def speed(self) -> float:
+        """Seconds per pixel unit: measured once there is something to measure."""
+        if self._units <= 0:
+            return self.prior
+        # Lean on the prior as much as on two measured iterations, so one noisy
+        # iteration does not swing the ETA.
+        weight = 2 * self._units / self._count
+        return (self._seconds + self.prior * weight) / (self._units + weight)
+
+    def targets(self, scale: int) -> None:
+        """The targets of ``scale`` (0-based) are built; its iterations start."""
+        self.scale, self.done_in_scale, self.targets_built = scale, 0, True
+
+    def iteration(self, scale: int, seconds: float) -> None:
+        """One iteration of ``scale`` took ``seconds`` (targets excluded)."""
+        if scale != self.scale:
+            self.targets(scale)
+        first = self.done_in_scale == 0
+        self.done_in_scale += 1
+        if first:  # allocations and caches make each scale's first slower
+            return
+        if self.done_in_scale == 2:  # a new scale: its own speed counts more
+            self._seconds *= SCALE_DECAY
+            self._units *= SCALE_DECAY
+            self._count *= SCALE_DECAY
+        self._seconds += seconds
+        self._units += self.costs[scale].per_iteration
+        self._count += 1
+
+    def reassign(self, source: int, target: int, iterations: int) -> None:
+        """``iterations`` planned for scale ``source`` will run at scale ``target`` instead."""
+        c, t = self.costs[source], self.costs[target]
+        self.costs[source] = ScaleCost(c.iterations - iterations, c.per_iteration, c.targets)
+        self.costs[target] = ScaleCost(t.iterations + iterations, t.per_iteration, t.targets)
+
+    def remaining(self) -> float:
+        units = 0.0
+        for k, c in enumerate(self.costs):
+            if k < self.scale:
+                continue
+            if k == self.scale:
+                units += c.per_iteration * max(0, c.iterations - self.done_in_scale)
+                if not self.targets_built:
+                    units += c.targets
+            else:
+                units += c.per_iteration * c.iterations + c.targets
+        return units * self.speed
+
+    def measured(self) -> float | None:
+        """Seconds per unit from this run alone (what the next run starts from)."""
+        return self._seconds / self._units if self._units > 0 else None
+
+    def total_before(self) -> float:
+        """Seconds the whole run should take, before it starts."""
+        units = sum(c.per_iteration * c.iterations + c.targets for c in self.costs)
+        return units * self.prior

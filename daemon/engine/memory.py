@@ -1,0 +1,192 @@
+"""Peak memory of a job, estimated before anything is allocated, and the plan that fits.
+
+A job's peak is three parts:
+
+* the runtime and the network (torch, oneDNN, the VGG19 weights): ``BASE_BYTES``;
+* what lives as long as the finest scale, per output pixel: the picture, its gradient,
+  the content image and its conv4_2 targets, L-BFGS's previous point and gradient and
+  its search direction (``STATE_BYTES_PER_PX``), plus 24 bytes per L-BFGS curvature pair
+  (two float32 RGB vectors);
+* one forward and backward pass of the network over the picture (or over one tile of
+  it): ``PASS_BYTES_PER_PX`` per pixel the network sees.
+
+The constants are measured (peak RSS of fresh processes, 2-core Zen 4, torch 2.14.1,
+VGG19 to conv5_1, channels-last): the runtime with the bfloat16 network held 0.89 GB;
+a forward and backward pass over 256², 512² and 1024² added 1.39, 1.95 and 2.16 kB per
+pixel in bfloat16 and 2.28 kB at 512² in float32 (the float32 copies of the tapped
+features the Gram matrices are built from are a quarter of it). bench/bench_memory.py
+checks the estimate against fresh processes at 1024, 2048 and 4096 px.
+
+When the whole picture's pass does not fit, the finest scales are tiled
+(``tiling.py``): the pass then costs one tile's worth, the per-pixel state stays. When
+not even that fits, the job is refused with ``too_large_for_device`` and a size that
+fits, before it allocates anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from impasto.shared.errors import TOO_LARGE_FOR_DEVICE, ImpastoError
+
+GB = 1024**3
+MB = 1024**2
+
+BASE_BYTES = 950 * MB  # runtime + network, measured 0.89 GB, rounded up
+PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
+STATE_BYTES_PER_PX = 110  # picture, gradient, content, targets, L-BFGS x/g/direction
+PAIR_BYTES_PER_PX = 24  # one L-BFGS curvature pair: s and y, float32 RGB
+# A 4 GB laptop leaves about 3 GB to one program once the desktop has its share.
+DEFAULT_CPU_BUDGET = 3 * GB
+# Of a GPU's free memory, keep a tenth for the allocator's fragmentation and the desktop.
+GPU_FREE_SHARE = 0.9
+# L-BFGS curvature pairs to try, longest first; under three L-BFGS is little better
+# than gradient descent.
+HISTORIES = (20, 10, 6, 3)
+MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one scale runs: whole or in tiles of ``tile`` px (core), with ``history`` pairs."""
+
+    tile: int | None  # core edge of a tile, None = the whole picture in one pass
+    history: int  # L-BFGS curvature pairs kept
+    peak: int  # estimated peak bytes
+    budget: int
+
+
+def available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def default_budget(device_type: str = "cpu") -> int:
+    """The budget a job gets when nobody set one.
+
+    CPU: 3 GB, or less when the machine has less free (three quarters of what is
+    available plus what this process already holds). CUDA: 90% of the GPU's free memory
+    plus what this process already holds there. ``IMPASTO_MEMORY_BUDGET_MB`` overrides.
+    """
+    env = os.environ.get("IMPASTO_MEMORY_BUDGET_MB", "").strip()
+    if env:
+        try:
+            return int(float(env) * MB)
+        except ValueError:
+            pass
+    if device_type == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return int(GPU_FREE_SHARE * free) + torch.cuda.memory_allocated()
+    avail = available_ram()
+    if avail is None:
+        return DEFAULT_CPU_BUDGET
+    return min(DEFAULT_CPU_BUDGET, int(0.75 * avail) + _own_rss())
+
+
+def _own_rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def pass_bytes_per_px(dtype_name: str) -> int:
+    return PASS_BYTES_PER_PX.get(dtype_name, PASS_BYTES_PER_PX["float32"])
+
+
+def window(length: int, tile: int, halo: int, align: int = 16) -> int:
+    """The longest window ``tiling.grid`` makes along a side of ``length`` px."""
+    n = -(-length // tile)
+    if n == 1:
+        return length
+    band = -(-length // n // align) * align + align  # bands are rounded to the alignment
+    return min(length, band + (2 if n > 2 else 1) * halo)
+
+
+def estimate(
+    height: int,
+    width: int,
+    dtype_name: str,
+    tile: int | None,
+    halo: int,
+    history: int,
+    base: int = BASE_BYTES,
+    align: int = 16,
+) -> int:
+    """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned."""
+    pixels = height * width
+    seen = pixels
+    if tile is not None:
+        seen = window(height, tile, halo, align) * window(width, tile, halo, align)
+    state = pixels * (STATE_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
+    return base + state + seen * pass_bytes_per_px(dtype_name)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a plan depends on besides the picture: arithmetic, budget, tiling geometry."""
+
+    dtype_name: str
+    budget: int
+    halo: int  # tiling.halo of the job's network
+    align: int  # tiling.alignment
+    can_tile: bool
+    base: int = BASE_BYTES
+
+
+def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
+    """The fastest way to run a scale within the budget, or None when none fits.
+
+    Prefers the whole picture (no overlap to recompute), then the largest tile that
+    fits; shortens L-BFGS's history only when even the smallest tile would not fit.
+    """
+    lim = limits
+    for history in HISTORIES:
+        whole = estimate(height, width, lim.dtype_name, None, lim.halo, history, lim.base)
+        if whole <= lim.budget:
+            return MemoryPlan(None, history, whole, lim.budget)
+        if not lim.can_tile:
+            continue
+        for tile in range((max(height, width) - 1) // lim.align * lim.align, 0, -lim.align):
+            if tile < MIN_TILE_CORE:
+                break
+            peak = estimate(
+                height, width, lim.dtype_name, tile, lim.halo, history, lim.base, lim.align
+            )
+            if peak <= lim.budget:
+                return MemoryPlan(tile, history, peak, lim.budget)
+    return None
+
+
+def fitting_size(height: int, width: int, limits: Limits) -> int:
+    """The largest long edge (a multiple of 64, at least 64) whose job fits the budget."""
+    long_edge = max(height, width)
+    lo, hi = 64, long_edge
+    while hi - lo > 64:
+        mid = (lo + hi) // 2 // 64 * 64
+        h, w = max(1, round(height * mid / long_edge)), max(1, round(width * mid / long_edge))
+        if plan_scale(h, w, limits) is not None:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def too_large(height: int, width: int, budget: int, suggestion: int, device: str) -> ImpastoError:
+    return ImpastoError(
+        f"a {width}x{height} picture needs more memory than this {device}'s budget of "
+        f"{budget / GB:.1f} GB allows; ask for {suggestion} px or less on the long edge, "
+        "or raise the budget (daemon --memory-budget, IMPASTO_MEMORY_BUDGET_MB)",
+        TOO_LARGE_FOR_DEVICE,
+    )

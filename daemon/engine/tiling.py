@@ -1,0 +1,293 @@
+"""The whole picture's objective, evaluated tile by tile: memory bounded, gradient exact.
+
+A forward and backward pass over a 4096² picture needs ~40 GB (memory.py); over one
+tile it needs what the tile's pixels need. Tiling usually changes the objective (each
+tile its own style statistics, seams at the borders). Here it does not:
+
+* Tiles are cores that partition the picture plus a *halo* of overlap at least as wide
+  as the network's reach (half the receptive field of the deepest layer, 78 px at
+  conv5_1), with every window starting on a multiple of the network's total stride. A
+  feature at a core position then sees exactly the pixels it sees in the whole picture,
+  so it has the same value, and every feature position belongs to exactly one core.
+* Pass 1 (no gradient) runs every tile and sums each style layer's ``F Fᵀ`` over the
+  cores: the whole picture's Gram matrix ``G``. The content and total-variation terms
+  are sums over positions, so they add up over cores too.
+* With ``G`` known, ``∂L/∂G = 2 w (G − A) / C⁴`` is a constant matrix ``Ĝ``. Pass 2 runs
+  every tile again with gradients and back-propagates the surrogate
+  ``Σ_l ⟨Ĝ_l, F_c F_cᵀ⟩ / N_l + content + TV`` restricted to the core; its gradient
+  with respect to the core's features equals the full objective's, and the tile
+  gradients (halo included) add up to the whole picture's gradient.
+
+So the tiled loss and gradient equal the untiled ones up to floating-point order
+(tests/test_engine_tiling.py checks this), there are no seams to blend, and the price
+is the halo's recomputation plus pass 1 (a forward without gradient, about a third of a
+forward and backward).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .losses import style_layer_loss
+from .models import VGG_CONFIGS, FeatureExtractor
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A core (the positions it owns) and the window the network sees, in pixels."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    wy0: int
+    wy1: int
+    wx0: int
+    wx1: int
+
+    def window(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.wy0 : self.wy1, self.wx0 : self.wx1]
+
+    def core(self, f: torch.Tensor, stride: int) -> torch.Tensor:
+        """The core's positions of a feature map of this tile's window at ``stride``."""
+        top, left = (self.y0 - self.wy0) // stride, (self.x0 - self.wx0) // stride
+        bottom, right = (
+            self.y1 // stride - self.wy0 // stride,
+            self.x1 // stride - self.wx0 // stride,
+        )
+        return f[..., top:bottom, left:right]
+
+
+def can_tile(model: FeatureExtractor) -> bool:
+    """Only the VGG bodies (stride-2 pooling, 3x3 convolutions) have the alignment used here."""
+    return model.name in VGG_CONFIGS
+
+
+def layer_strides(model: FeatureExtractor, layers: list[str]) -> dict[str, int]:
+    """Each layer's stride in pixels: 2 per pooling before (or at) it."""
+    pools = [
+        i
+        for i, m in enumerate(model.body)
+        if isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d)
+    ]
+    return {layer: 2 ** sum(p <= model.taps[layer] for p in pools) for layer in layers}
+
+
+def alignment(model: FeatureExtractor) -> int:
+    """Windows start on multiples of the body's total stride so every pooling grid lines up."""
+    pools = sum(isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d) for m in model.body)
+    return 2**pools
+
+
+def halo(model: FeatureExtractor, upto: int) -> int:
+    """Overlap in pixels that makes core features exact up to body index ``upto``.
+
+    Half the receptive field plus one cell of the deepest stride, rounded up to the
+    alignment: 96 px for VGG19 up to conv5_1.
+    """
+    field, step = 1, 1
+    for m in model.body[: upto + 1]:
+        if isinstance(m, torch.nn.Conv2d):
+            field += (m.kernel_size[0] - 1) * step
+        elif isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d):
+            field += step
+            step *= 2
+    align = alignment(model)
+    need = field // 2 + step
+    return -(-need // align) * align
+
+
+def _bounds(length: int, core: int, align: int) -> list[int]:
+    n = max(1, -(-length // core))
+    inner = [round(i * length / n / align) * align for i in range(1, n)]
+    return sorted({0, *[b for b in inner if 0 < b < length], length})
+
+
+def grid(height: int, width: int, core: int, halo_px: int, align: int) -> list[Tile]:
+    """Tiles of about ``core`` px whose cores partition the picture (row-major)."""
+    ys, xs = _bounds(height, core, align), _bounds(width, core, align)
+    tiles = []
+    for y0, y1 in itertools.pairwise(ys):
+        for x0, x1 in itertools.pairwise(xs):
+            tiles.append(
+                Tile(
+                    y0,
+                    y1,
+                    x0,
+                    x1,
+                    max(0, y0 - halo_px),
+                    min(height, y1 + halo_px),
+                    max(0, x0 - halo_px),
+                    min(width, x1 + halo_px),
+                )
+            )
+    return tiles
+
+
+def _flat(f: torch.Tensor) -> torch.Tensor:
+    return f.reshape(f.shape[1], -1)
+
+
+def tiled_grams(
+    model: FeatureExtractor,
+    x: torch.Tensor,
+    layers: list[str],
+    tiles: list[Tile],
+    memory_format: torch.memory_format,
+) -> dict[str, torch.Tensor]:
+    """The whole picture's Gram matrices (as losses.gram), one tile at a time, no gradient."""
+    strides = layer_strides(model, layers)
+    sums: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(layers, 0)
+    with torch.no_grad():
+        for t in tiles:
+            feats = model(t.window(x).contiguous(memory_format=memory_format), layers)
+            for layer in layers:
+                f = _flat(t.core(feats[layer], strides[layer]))
+                g = f @ f.t()
+                sums[layer] = sums[layer] + g if layer in sums else g
+                counts[layer] += f.shape[1]
+    return {layer: sums[layer] / counts[layer] for layer in layers}
+
+
+def tiled_features(
+    model: FeatureExtractor,
+    x: torch.Tensor,
+    layers: list[str],
+    tiles: list[Tile],
+    memory_format: torch.memory_format,
+) -> list[dict[str, torch.Tensor]]:
+    """Per tile, the core features of ``layers`` (content targets), kept in the network's
+    dtype where they left it in that dtype: nothing is lost and bfloat16 halves them."""
+    strides = layer_strides(model, layers)
+    keep = model.dtype if model.feature_scale == 1.0 else torch.float32
+    out = []
+    with torch.no_grad():
+        for t in tiles:
+            feats = model(t.window(x).contiguous(memory_format=memory_format), layers)
+            out.append({k: t.core(feats[k], strides[k]).to(keep).clone() for k in layers})
+    return out
+
+
+def _tv_part(rgb255: torch.Tensor, t: Tile, height: int, width: int, eps: float = 1e-2):
+    """Sums of losses.tv_loss's smooth-L1 differences whose left/top pixel is in the core."""
+    oy, ox = t.y0 - t.wy0, t.x0 - t.wx0
+    h, w = t.y1 - t.y0, t.x1 - t.x0
+    core_dx = rgb255[..., oy : oy + h, ox : ox + min(w, width - 1 - t.x0)]
+    right = rgb255[..., oy : oy + h, ox + 1 : ox + 1 + core_dx.shape[-1]]
+    core_dy = rgb255[..., oy : oy + min(h, height - 1 - t.y0), ox : ox + w]
+    below = rgb255[..., oy + 1 : oy + 1 + core_dy.shape[-2], ox : ox + w]
+    e2 = eps * eps
+    dx, dy = right - core_dx, below - core_dy
+    return (torch.sqrt(dx * dx + e2) - eps).sum(), (torch.sqrt(dy * dy + e2) - eps).sum()
+
+
+class TiledObjective:
+    """``Objective``'s loss and gradient for a picture too large for one pass."""
+
+    def __init__(
+        self,
+        model: FeatureExtractor,
+        content_input: torch.Tensor | None,
+        content_layers: list[str],
+        style_targets: dict[str, torch.Tensor],
+        style_layer_weights: dict[str, float],
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        tiles: list[Tile],
+        style_offset: float = 0.0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        interrupted: Callable[[], bool] | None = None,
+    ):
+        self.model, self.tiles, self.fmt = model, tiles, memory_format
+        # Checked between tiles: one iteration of a large picture takes minutes, and a
+        # cancel should not wait for it (value_and_grad then returns no gradient).
+        self.interrupted = interrupted or (lambda: False)
+        self.style_targets, self.layer_weights = style_targets, style_layer_weights
+        self.content_weight, self.style_weight, self.tv_weight = (
+            content_weight,
+            style_weight,
+            tv_weight,
+        )
+        self.style_offset = style_offset
+        self.content_layers = content_layers if content_input is not None else []
+        self.style_layers = list(style_targets)
+        self.layers = list(dict.fromkeys([*self.content_layers, *self.style_layers]))
+        self.strides = layer_strides(model, self.layers)
+        self.content_targets = (
+            tiled_features(model, content_input, self.content_layers, tiles, memory_format)
+            if self.content_layers
+            else [{} for _ in tiles]
+        )
+        self.content_counts = {
+            k: sum(c[k].numel() for c in self.content_targets) for k in self.content_layers
+        }
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """(gradient, weighted loss terms) of the whole picture's objective at ``x``."""
+        x = x.detach()
+        height, width = x.shape[-2:]
+        grams = tiled_grams(self.model, x, self.style_layers, self.tiles, self.fmt)
+        style = sum(
+            self.layer_weights[k] * float(style_layer_loss(grams[k], t))
+            for k, t in self.style_targets.items()
+        )
+        # ∂(style_weight · Σ w_l mean((G−A)²)/C²)/∂G
+        ghat = {
+            k: self.style_weight * self.layer_weights[k] * 2.0 * (grams[k] - t) / t.shape[0] ** 4
+            for k, t in self.style_targets.items()
+        }
+        n_pos = self._positions()
+        grad = torch.zeros_like(x)
+        content = tv_x = tv_y = 0.0
+        n_dx = 3 * height * (width - 1)
+        n_dy = 3 * (height - 1) * width
+        prep = self.model.preprocessing
+        for t, targets in zip(self.tiles, self.content_targets, strict=True):
+            if self.interrupted():
+                return None, {
+                    "content": math.nan,
+                    "style": math.nan,
+                    "tv": math.nan,
+                    "total": math.nan,
+                }
+            xw = t.window(x).clone().requires_grad_(True)
+            feats = self.model(xw.contiguous(memory_format=self.fmt), self.layers)
+            terms = []
+            for k in self.style_layers:
+                f = _flat(t.core(feats[k], self.strides[k]))
+                terms.append((ghat[k] * (f @ f.t())).sum() / n_pos[k])
+            for k in self.content_layers:
+                d = t.core(feats[k], self.strides[k]) - targets[k].float()
+                part = (d * d).sum() / self.content_counts[k]
+                content += float(part.detach())
+                terms.append(self.content_weight * part)
+            if self.tv_weight:
+                px, py = _tv_part(prep.to_rgb(xw) * 255.0, t, height, width)
+                tv_x += float(px.detach())
+                tv_y += float(py.detach())
+                terms.append(self.tv_weight * 0.5 * (px / max(n_dx, 1) + py / max(n_dy, 1)))
+            (g,) = torch.autograd.grad(sum(terms[1:], terms[0]), xw)
+            grad[..., t.wy0 : t.wy1, t.wx0 : t.wx1] += g
+        tv = 0.5 * (tv_x / max(n_dx, 1) + tv_y / max(n_dy, 1))
+        losses = {
+            "content": self.content_weight * content,
+            "style": self.style_weight * (style + self.style_offset),
+            "tv": self.tv_weight * tv if self.tv_weight else 0.0,
+        }
+        losses["total"] = losses["content"] + losses["style"] + losses["tv"]
+        return grad, losses
+
+    def _positions(self) -> dict[str, int]:
+        """N_l: the whole picture's positions at each style layer (the Gram's divisor)."""
+        out = {}
+        for k in self.style_layers:
+            s = self.strides[k]
+            out[k] = sum((t.y1 // s - t.y0 // s) * (t.x1 // s - t.x0 // s) for t in self.tiles)
+        return out

@@ -1,0 +1,164 @@
+"""Tiling and the memory budget: a tiled job is the untiled job; too large is tiled or refused.
+
+Real VGG19 weights, real images, float32 so the comparison is not blurred by bfloat16's
+rounding. Peak memory itself is measured in bench/bench_memory.py, not here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from impasto.daemon.engine import CancelToken, Engine, eta, memory, tiling
+from impasto.daemon.engine.losses import gram
+from impasto.daemon.engine.models import available_layers
+from impasto.daemon.engine.objective import Objective
+from impasto.daemon.engine.weights import load_extractor
+from impasto.shared.errors import TOO_LARGE_FOR_DEVICE, ImpastoError
+from impasto.shared.options import JobOptions
+
+
+def load(path, size) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB").resize(size), dtype=np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def content(images_dir):
+    return load(images_dir / "tubingen.jpg", (200, 150))
+
+
+@pytest.fixture(scope="module")
+def style(images_dir):
+    return load(images_dir / "starry_night.jpg", (120, 96))
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return load_extractor("vgg19", "original", "avg", available_layers("vgg19")["conv5_1"])
+
+
+def test_tile_cores_partition_the_picture_and_windows_are_aligned():
+    tiles = tiling.grid(300, 470, 128, 96, 16)
+    owner = np.zeros((300, 470), int)
+    for t in tiles:
+        owner[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert t.wy0 % 16 == 0 and t.wx0 % 16 == 0
+        assert t.wy0 == max(0, t.y0 - 96) and t.wx1 == min(470, t.x1 + 96)
+    assert (owner == 1).all()
+    assert len(tiles) == 3 * 4
+
+
+def test_halo_covers_the_receptive_field(vgg):
+    # conv5_1's receptive field is 156 px: half of it plus a 16 px cell, rounded to 16
+    assert tiling.halo(vgg, available_layers("vgg19")["conv5_1"]) == 96
+    assert tiling.alignment(vgg) == 16
+
+
+def test_tiled_loss_and_gradient_equal_the_whole_pictures(vgg, content, style, images_dir):
+    """The two-pass tiled objective is the whole picture's, value and gradient."""
+    torch.manual_seed(0)
+    prep = vgg.preprocessing
+    to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    c = prep.to_input(to_t(content))
+    x = (c + 20 * torch.randn_like(c)).detach()  # a picture away from the content
+    style_layers = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    with torch.no_grad():
+        feats = vgg(prep.to_input(to_t(style)), style_layers)
+        targets = {k: gram(v) for k, v in feats.items()}
+        content_targets = vgg(c, ["conv4_2"])
+    weights = dict.fromkeys(style_layers, 1.0)
+    whole = Objective(vgg, content_targets, targets, weights, 0.05, 10.0, 2.0)
+    grad_whole, losses_whole = whole.value_and_grad(x)
+    tiles = tiling.grid(150, 200, 64, 96, 16)
+    assert len(tiles) == 3 * 4
+    tiled = tiling.TiledObjective(vgg, c, ["conv4_2"], targets, weights, 0.05, 10.0, 2.0, tiles)
+    grad_tiled, losses_tiled = tiled.value_and_grad(x)
+    for term in ("content", "style", "tv", "total"):
+        assert losses_tiled[term] == pytest.approx(losses_whole[term], rel=1e-4), term
+    err = (grad_tiled - grad_whole).abs().max() / grad_whole.abs().max()
+    assert err < 1e-4, f"tiled gradient differs from the whole picture's by {err:.2e}"
+
+
+def test_a_tiled_job_matches_the_untiled_job(content, style):
+    engine = Engine()
+    opts = JobOptions(size=160, iterations=3, scales=1, frames=0, precision="float32", seed=1)
+    whole = engine.run(content, [style], opts)
+    tiled = engine.run(content, [style], opts.replace(tile_size=64))
+    assert whole.memory["tiles"] == 1 and tiled.memory["tiles"] == 6
+    assert tiled.losses["total"] == pytest.approx(whole.losses["total"], rel=1e-4)
+    assert np.abs(tiled.image - whole.image).max() < 1e-3
+
+
+class CancelAfterChecks(CancelToken):
+    """Reads as cancelled from its ``n``-th check on: a cancel arriving mid-iteration."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.checks, self.n = 0, n
+
+    @property
+    def cancelled(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+def test_a_cancel_stops_a_tiled_iteration_between_tiles(content, style):
+    token = CancelAfterChecks(3)  # the job's start, the first tile, then cancelled
+    opts = JobOptions(size=160, iterations=3, scales=1, frames=0, tile_size=64)
+    result = Engine().run(content, [style], opts, cancel=token)
+    assert result.cancelled and result.iterations == 0
+    # the start, two tiles' checks, the loop's check after the interrupted evaluation:
+    # the other four of the six tiles never ran
+    assert token.checks == 4
+    assert result.image.shape == (120, 160, 3)
+
+
+def test_a_job_over_the_budget_is_refused_before_it_starts_with_a_size_that_fits(content, style):
+    engine = Engine(memory_budget=1536 * memory.MB)
+    with pytest.raises(ImpastoError) as info:
+        engine.run(content, [style], JobOptions(size=4096, iterations=1, frames=0))
+    assert info.value.code == TOO_LARGE_FOR_DEVICE
+    message = str(info.value)
+    assert "1.5 GB" in message
+    suggested = int(re.search(r"ask for (\d+) px", message)[1])
+    assert 256 <= suggested < 4096
+    # the suggested size is planned within the budget; 256 px more is not
+    plan = engine.preflight(150, 200, JobOptions(size=suggested, iterations=1))
+    assert plan["memory_estimate"] <= 1536 * memory.MB
+    with pytest.raises(ImpastoError):
+        engine.preflight(150, 200, JobOptions(size=suggested + 256, iterations=1))
+
+
+def test_the_job_option_lowers_but_never_raises_the_engines_budget():
+    engine = Engine(memory_budget=2048 * memory.MB)
+    low = engine.preflight(768, 1024, JobOptions(size=1024, memory_budget=1600))
+    high = engine.preflight(768, 1024, JobOptions(size=1024, memory_budget=1 << 20))
+    assert low["memory_budget"] == 1600 * memory.MB
+    assert high["memory_budget"] == 2048 * memory.MB
+
+
+def test_a_large_job_is_tiled_at_its_finest_scales_only():
+    engine = Engine(memory_budget=3 * 1024 * memory.MB)
+    plan = engine.preflight(1536, 2048, JobOptions(size=2048))
+    assert plan["memory_estimate"] <= plan["memory_budget"]
+    tiles = [s["tile"] for s in plan["scales"]]
+    assert tiles[0] is None and tiles[-1] is not None
+    assert plan["seconds"] > 0
+
+
+def test_eta_weights_scales_by_cost_and_learns_speed():
+    costs = [eta.scale_cost(64, 64, 10, None, 2), eta.scale_cost(512, 512, 10, None, 2)]
+    e = eta.Eta(costs, prior=1e-6)
+    before = e.remaining()
+    unit = costs[0].per_iteration
+    for _ in range(10):  # the machine turns out 3x slower than the prior
+        e.iteration(0, 3e-6 * unit)
+    e.targets(1)
+    left = e.remaining()
+    truth = 3e-6 * costs[1].per_iteration * 10
+    assert abs(left - truth) / truth < 0.35
+    assert left > before  # the prior was optimistic; the ETA grew with the evidence
