@@ -36,7 +36,7 @@ def add_sequence_arguments(p: argparse.ArgumentParser) -> None:
         "--warm-iterations",
         type=int,
         metavar="N",
-        help="iterations for every frame after the first (default: 30%% of the first's)",
+        help="iterations for every frame after the first (default: half the first's)",
     )
     g.add_argument("--flow", choices=FLOW_METHODS, help="optical flow method (default: dis)")
     g.add_argument(

@@ -65,7 +65,7 @@ def test_flow_finds_the_known_motion_and_its_occlusions(pan):
 
 @pytest.mark.slow
 def test_stable_sequence_flickers_far_less_at_the_same_style_loss(engine, pan, style):
-    # Measured with the defaults: ratio 3.46, worst style ratio 1.09 (shared.sequence).
+    # Measured with the defaults: ratio 3.44, worst style ratio 1.066 (shared.sequence).
     def run(sequence):
         return list(stylise_sequence(engine, pan.frames, [style], opts(), sequence))
 
