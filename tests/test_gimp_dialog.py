@@ -35,6 +35,7 @@ EXPECTED_LABELS = [  # group titles and the everyday choices, in the dialog's or
     "Style blend",
     "Size and quality",
     "Output size cap",
+    "Stroke scale",
     "Quality",
     "Iterations",
     "Feather selection (px)",
