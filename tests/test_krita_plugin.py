@@ -365,10 +365,10 @@ def test_the_dialog_refines_a_preview_at_layer_size_from_its_picture(
     krita_home, source_png, starry_night, daemon, tmp_path
 ):
     spec = _spec(source_png, starry_night, daemon, tmp_path, via="dialog", refine=True)
-    spec["options"].update(size=48, iterations=8, frames=0, stroke_scale="medium")
+    spec["options"].update(size=48, iterations=4, frames=0, stroke_scale="medium")
     # then the same layer through the scripting entry, from its own pixels: the
     # refine's iterations with the refine's schedule, and the preview's stroke scale
-    plain = {"size": None, "iterations": 4, "stroke_scale": "fine"}
+    plain = {"size": None, "iterations": 2, "stroke_scale": "fine"}
     spec["again"] = [plain, {**plain, "stroke_scale": "large"}]
     facts = _run(krita_home, spec, tmp_path)
     assert facts["dialog_error"] is None
@@ -383,26 +383,27 @@ def test_the_dialog_refines_a_preview_at_layer_size_from_its_picture(
         "stroke_scale": "fine",
         "size": None,  # the layer's own size
         "init": "image",
-        "iterations": 4,  # half the preview's
+        "iterations": 2,  # half the preview's
         "has_init_image": True,
     }
     assert [run[0]["stroke_scale"] for run in facts["again_options"]] == ["fine", "large"]
     assert facts["remembered_after"]["stroke_scale"] == "medium"
-    assert facts["status_text"].startswith("Done: 4 iterations"), facts["status_text"]
+    assert facts["status_text"].startswith("Done: 2 iterations"), facts["status_text"]
 
     layers = facts["layer_files"]
-    refined_name = "starry_night (refined) – final (4 iterations)"
+    refined_name = "starry_night (refined) – final (2 iterations)"
     assert f"{GROUP} #2" in facts["created"] and refined_name in facts["created"]
     out = tmp_path / "out"
 
     def rgb(key):
         return pixels(out, layers[key], facts)[..., :3].astype(int)
 
-    upscaled = rgb(f"{GROUP}/starry_night – final (8 iterations)")  # Krita scaled it up
+    upscaled = rgb(f"{GROUP}/starry_night – final (4 iterations)")  # Krita scaled it up
     refined = rgb(f"{GROUP} #2/{refined_name}")
-    from_content = rgb(f"{GROUP} #3/starry_night – final (4 iterations)")
-    assert np.abs(refined - upscaled).mean() < 0.5 * np.abs(from_content - upscaled).mean()
+    from_content = rgb(f"{GROUP} #3/starry_night – final (2 iterations)")
+    near, far = np.abs(refined - upscaled).mean(), np.abs(from_content - upscaled).mean()
+    assert near < 0.6 * far, (near, far)
     assert np.abs(refined - upscaled).mean() > 0.1  # refined, not a copy
     # the stroke scale reached the job through the scripting entry too: it looks different
-    large = rgb(f"{GROUP} #4/starry_night – final (4 iterations)")
+    large = rgb(f"{GROUP} #4/starry_night – final (2 iterations)")
     assert np.abs(large - from_content).mean() > 1.0
