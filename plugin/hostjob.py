@@ -246,6 +246,29 @@ def insert_index(siblings_bottom_up: list[str], source_index: int) -> int:
     return index
 
 
+# -- preview, then refine ---------------------------------------------------------------
+REFINED_SUFFIX = " (refined)"  # on a refine's style name: its layers say what they are
+_FINAL_NAME = re.compile(r" – final \(\d+ iterations\)( \(\d+ ms\))?( #\d+)?$")
+
+
+def refinement_options(preview: JobOptions, iterations: int | None = None) -> JobOptions:
+    """What refining a preview runs: the preview's settings at the layer's own size,
+    from the preview's picture (``init_image``), one scale (the layout is there)."""
+    return preview.refinement(size=None, iterations=iterations)
+
+
+def is_final_name(name: str) -> bool:
+    """True for a run's final-image layer (the picture a refine starts from)."""
+    return _FINAL_NAME.search(name) is not None
+
+
+def newest_result(siblings_bottom_up: list[str], source_index: int) -> int | None:
+    """Index of the newest Impasto result stacked directly on the source (the preview
+    "Refine the previous preview" starts from), or None when there is none."""
+    index = insert_index(siblings_bottom_up, source_index)
+    return None if index == source_index else index
+
+
 # -- the part of a layer being stylised -------------------------------------------------
 @dataclass
 class Region:
@@ -541,8 +564,8 @@ class HostJob:
             client,
             self.content,
             self.styles,
-            self.options.refinement(size=None, iterations=iterations),
-            style_name=f"{self.style_name} (refined)",  # its layers say what they are
+            refinement_options(self.options, iterations),
+            style_name=self.style_name + REFINED_SUFFIX,
             init_image=self.frames[-1].image,
             cancel_grace=self.cancel_grace,
             autostart=self.autostart,

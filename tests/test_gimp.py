@@ -91,6 +91,13 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
                 "settings": {"size": 0, "stroke-scale": "large", "frames": 0},
                 "output": "large_strokes.xcf",
             },
+            "refined": {  # a quick preview, then "Refine the previous preview"
+                "source": "content.png",
+                "settings": {"size": 32, "frames": 0, "iterations": 4},
+                "again": {"refine-preview": True},
+                "output": "refined.xcf",
+            },
+            "nothing_to_refine": {"source": "content.png", "settings": {"refine-preview": True}},
             "no_daemon": {
                 "source": "content.png",
                 "settings": {"endpoint": "tcp://127.0.0.1:9", "timeout": 1.0},
@@ -117,6 +124,7 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
                 "twice.xcf",
                 "layer_size.xcf",
                 "large_strokes.xcf",
+                "refined.xcf",
             ]
         )
     )
@@ -214,6 +222,30 @@ def test_layer_size_renders_the_layers_own_pixels_and_stroke_scale_reaches_the_j
     large = gimp_run["inspect"]["large_strokes.xcf"]["layers"][0]
     large_px = _pixels(host, "large_strokes.xcf", large["children"][0])
     assert np.abs(large_px[..., :3] - full_px[..., :3]).mean() > 1.0, "stroke scale changes it"
+
+
+def test_a_preview_is_refined_at_layer_size_from_its_picture(gimp_run):
+    _ok(gimp_run, "refined")
+    info = gimp_run["inspect"]["refined.xcf"]
+    refined, preview, source = info["layers"]  # top to bottom
+    assert refined["name"] == "Impasto – starry_night (refined)"
+    assert [f["name"] for f in refined["children"]] == [
+        "starry_night (refined) – final (2 iterations)"  # half the preview's 4
+    ]
+    host = gimp_run["host"]
+    after = _pixels(host, "refined.xcf", refined["children"][0])[..., :3]
+    before = _pixels(host, "refined.xcf", preview["children"][0])[..., :3]
+    layer = _pixels(host, "refined.xcf", source)[..., :3]
+    near, far = np.abs(after - before).mean(), np.abs(layer - before).mean()
+    # from the layer itself it would be about as far from the preview as the layer is
+    assert near < 0.7 * far, (near, far)
+    assert _detail(after) > 1.2 * _detail(before), "rendered at the layer's own size"
+
+
+def test_refining_without_a_preview_says_what_to_do(gimp_run):
+    record = gimp_run["report"]["nothing_to_refine"]
+    assert record["status"] == "execution-error", record
+    assert "run a quick preview" in record["message"], record["message"]
 
 
 def test_selection_masks_animation_frames_on_a_16_bit_offset_layer(gimp_run):

@@ -36,6 +36,7 @@ EXPECTED_LABELS = [  # group titles and the everyday choices, in the dialog's or
     "Size and quality",
     "Output size cap",
     "Stroke scale",
+    "Refine the previous preview at layer size",
     "Quality",
     "Iterations",
     "Feather selection (px)",

@@ -26,9 +26,12 @@ from impasto.plugin.hostjob import (
     frame_layer_name,
     group_layer_name,
     insert_index,
+    is_final_name,
     is_result_name,
+    newest_result,
     options_from_settings,
     probe_daemon,
+    refinement_options,
     style_display_name,
     styles_label,
     unique_name,
@@ -362,3 +365,14 @@ def test_a_run_at_the_layer_size_is_no_preview_to_refine(daemon, images, layer):
     with pytest.raises(ImpastoError) as info:
         job.refinement(Client(daemon.endpoint))
     assert "no finished preview" in info.value.message
+
+
+def test_the_preview_to_refine_is_the_newest_result_on_the_source():
+    stack = ["Paper", "Background", "Impasto – wave", "Impasto – wave #2", "Line art"]
+    assert newest_result(stack, 1) == 3
+    assert newest_result(["Background", "Line art"], 0) is None
+    assert is_final_name("wave – final (40 iterations)")
+    assert is_final_name("wave (refined) – final (4 iterations) (200 ms) #2")
+    assert not is_final_name("wave – iteration 3/40") and not is_final_name("Impasto – wave")
+    opts = refinement_options(options_from_settings({"size": 128, "iterations": 40}))
+    assert (opts.size, opts.init, opts.stroke_scale, opts.iterations) == (None, "image", "fine", 20)

@@ -39,7 +39,10 @@ DIALOG_GROUPS = (
             "style-blend",
         ],
     ),
-    ("Size and quality", ["size", "stroke-scale", "quality", "iterations", "feather"]),
+    (
+        "Size and quality",
+        ["size", "stroke-scale", "refine-preview", "quality", "iterations", "feather"],
+    ),
     ("Frames", ["frames", "placement", "frame-delay"]),
     (
         ADVANCED,
@@ -169,6 +172,15 @@ def register_arguments(procedure: Gimp.Procedure) -> None:
         STROKE_SCALE_TOOLTIP,
         _choice(CHOICES["stroke_scale"], _STROKE_LABELS),
         "auto",
+        RW,
+    )
+    procedure.add_boolean_argument(
+        "refine-preview",
+        "_Refine the previous preview at layer size",
+        "Render the newest Impasto result on this layer again at the layer's own size, "
+        "starting from its picture (half the iterations, one scale): preview small, "
+        "render once",
+        False,
         RW,
     )
     procedure.add_choice_argument(
