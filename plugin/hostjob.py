@@ -42,6 +42,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "tv_weight": JobOptions.tv_weight,
     "style_blend": None,
     "preserve_colors": "none",
+    "stroke_scale": "auto",
     "frames": 3,  # progress layers besides the final image
     "seed": None,
     # host-side settings, not job options
@@ -54,6 +55,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 # Settings the editors keep for themselves; options_from_settings passes over them.
 HOST_SETTINGS = frozenset(
     {"placement", "confine", "endpoint", "styles", "timeout", "frame_delay_ms", "autostart"}
+)
+
+# What the dialogs' stroke-scale control says it does (the engine's coarse-to-fine start).
+STROKE_SCALE_TOOLTIP = (
+    "How big the brush strokes come out. fine: optimise at the output size only (keeps "
+    "the layout, small strokes); medium: start at half the size; large: start at 128 px "
+    "(big, loose strokes; the layout may melt); auto: one scale up to 768 px, a "
+    "coarse-to-fine start above. A coarser start gives bigger strokes."
 )
 
 # Other spellings people (and the CLI's flags) use for an option.
@@ -235,6 +244,29 @@ def insert_index(siblings_bottom_up: list[str], source_index: int) -> int:
     while index + 1 < len(siblings_bottom_up) and is_result_name(siblings_bottom_up[index + 1]):
         index += 1
     return index
+
+
+# -- preview, then refine ---------------------------------------------------------------
+REFINED_SUFFIX = " (refined)"  # on a refine's style name: its layers say what they are
+_FINAL_NAME = re.compile(r" – final \(\d+ iterations\)( \(\d+ ms\))?( #\d+)?$")
+
+
+def refinement_options(preview: JobOptions, iterations: int | None = None) -> JobOptions:
+    """What refining a preview runs: the preview's settings at the layer's own size,
+    from the preview's picture (``init_image``), one scale (the layout is there)."""
+    return preview.refinement(size=None, iterations=iterations)
+
+
+def is_final_name(name: str) -> bool:
+    """True for a run's final-image layer (the picture a refine starts from)."""
+    return _FINAL_NAME.search(name) is not None
+
+
+def newest_result(siblings_bottom_up: list[str], source_index: int) -> int | None:
+    """Index of the newest Impasto result stacked directly on the source (the preview
+    "Refine the previous preview" starts from), or None when there is none."""
+    index = insert_index(siblings_bottom_up, source_index)
+    return None if index == source_index else index
 
 
 # -- the part of a layer being stylised -------------------------------------------------
@@ -506,6 +538,41 @@ class HostJob:
             self._finish_cancelled()  # the daemon never confirmed: keep what we have
         return not self.done
 
+    @property
+    def can_refine(self) -> bool:
+        """A finished preview, made smaller than the layer, that ``refinement`` can
+        render again at the layer's own size."""
+        return (
+            self.done
+            and self.error is None
+            and bool(self.frames)
+            and self.frames[-1].final
+            and self.options.size is not None
+        )
+
+    def refinement(self, client: Any, iterations: int | None = None) -> HostJob:
+        """A job that renders this preview again at the layer's own size, starting from
+        the preview's final picture (the engine upscales it): the artist iterates on
+        cheap small previews and pays for the full size once. ``client`` is a fresh
+        one (the preview's is usually closed by now)."""
+        if not self.can_refine:
+            raise ImpastoError(
+                "there is no finished preview smaller than the layer to refine",
+                errors.BAD_OPTIONS,
+            )
+        return HostJob(
+            client,
+            self.content,
+            self.styles,
+            refinement_options(self.options, iterations),
+            style_name=self.style_name + REFINED_SUFFIX,
+            init_image=self.frames[-1].image,
+            cancel_grace=self.cancel_grace,
+            autostart=self.autostart,
+            python=self.python,
+            start_timeout=self.start_timeout,
+        )
+
     def run_blocking(
         self, timeout: float | None = None, on_update: Callable[[HostJob], Any] | None = None
     ) -> list[JobFrame]:
@@ -570,10 +637,10 @@ class HostJob:
         """The content at the size the job works at, checked against the daemon's limit."""
         source = self.content
         width, height = work_size(source.width, source.height, self.options.size, max_pixels)
-        if isinstance(source, ContentSource):
-            source = source.read(width, height)  # already at the size the job works at
         if self.options.size is not None and self.options.size >= max(source.width, source.height):
             self.options = self.options.replace(size=None)  # never enlarge the layer
+        if isinstance(source, ContentSource):
+            source = source.read(width, height)  # already at the size the job works at
         return source
 
     def _waiting_text(self) -> str:

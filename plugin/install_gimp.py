@@ -72,6 +72,10 @@ def lay_out(dest: Path) -> Path:
         for path in sorted(SOURCE_DIR.glob("*.py")):
             shutil.copy2(path, target / path.name)
         (target / f"{PLUGIN_NAME}.py").chmod(0o755)
+        # GIMP re-queries a plug-in's procedures (its arguments, from
+        # impasto_gimp_args.py) only when the main file's mtime changes: copy2 kept the
+        # source's, so an update that changed only the arguments went unseen.
+        os.utime(target / f"{PLUGIN_NAME}.py")
         vendor_client(target)
     except OSError as exc:
         raise ImpastoError(f"cannot install the GIMP plug-in into {target}: {exc}") from None

@@ -128,17 +128,31 @@ def _scenario(spec, facts, out_dir):
 
     if spec.get("via") == "dialog":
         facts["created"] = _run_dialog(spec, facts, out_dir)
+        for extra in spec.get("again", []):  # then runs through the scripting entry
+            doc.setActiveNode(node)
+            jobs = []
+            more = {**spec["options"], **extra}
+            facts.setdefault("created_again", []).append(
+                adapter.stylize_active_layer(spec["styles"], on_progress=jobs.append, **more)
+            )
+            facts.setdefault("again_options", []).append(_options_seen(jobs))
     else:
         try:
             styles = [  # "layer:NAME" picks a layer of the open document as a style
                 doc.nodeByName(s[len("layer:") :]) if s.startswith("layer:") else s
                 for s in spec["styles"]
             ]
-            updates = []
+            updates, updates_jobs = [], []
+
+            def progress(job):
+                updates.append(job.status_text)
+                updates_jobs.append(job)
+
             facts["created"] = adapter.stylize_active_layer(
-                styles, on_progress=lambda job: updates.append(job.status_text), **spec["options"]
+                styles, on_progress=progress, **spec["options"]
             )
             facts["progress_updates"] = len(updates)
+            facts["job_options"] = _options_seen(updates_jobs)
             facts["progress_texts"] = updates[:2] + updates[-2:]
             window = app.activeWindow().qwindow()
             facts["status_bar"] = window.statusBar().currentMessage()
@@ -186,6 +200,7 @@ def _collect(spec, facts, out_dir, doc, node):
                     data = child.pixelDataAtTime(0, 0, doc.width(), doc.height(), t)
                 key = child.name() if t is None else f"{child.name()}@{t}"
                 layers[key] = _dump(os.path.join(out_dir, f"layer{i}_{t}.bin"), data)
+                layers[f"{child.parentNode().name()}/{key}"] = layers[key]
         if child.type() == "transparencymask":
             facts.setdefault("masks", []).append(child.parentNode().name())
     facts["layer_files"] = layers
@@ -193,6 +208,23 @@ def _collect(spec, facts, out_dir, doc, node):
         facts["saved"] = bool(doc.saveAs(spec["save"]))
         doc.waitForDone()
     doc.setModified(False)
+
+
+def _options_seen(jobs):
+    """What each distinct job was asked to do, in the order they ran."""
+    seen = []
+    for job in jobs:
+        o = job.options
+        entry = {
+            "stroke_scale": o.stroke_scale,
+            "size": o.size,
+            "init": o.init,
+            "iterations": o.iterations,
+            "has_init_image": job.init_image is not None,
+        }
+        if not seen or seen[-1][1] is not job:
+            seen.append((entry, job))
+    return [entry for entry, _ in seen]
 
 
 def _all_nodes(node):
@@ -214,6 +246,8 @@ def _run_dialog(spec, facts, out_dir):
     opts = spec["options"]
     dialog.style_rows[0].set_value(spec["styles"][0])
     dialog.size.setValue(opts.get("size") or 0)
+    if opts.get("stroke_scale"):
+        dialog.stroke_scale.setCurrentText(opts["stroke_scale"])
     dialog.iterations.setValue(opts.get("iterations") or 0)
     dialog.frames.setValue(opts.get("frames", 3))
     dialog.placement.setCurrentIndex(dialog.placement.findData(opts.get("placement", "group")))
@@ -222,25 +256,16 @@ def _run_dialog(spec, facts, out_dir):
     _wait(200)
     if spec.get("screenshot"):
         dialog.grab().save(spec["screenshot"])
-    ticks = []
+    ticks, jobs = [], []
     dialog.start_button.click()
-    cancel_after = spec.get("cancel_after_frames")
-    for _ in range(int(spec.get("dialog_timeout", 120) * 20)):
-        _wait(50)
-        if dialog.run is None:
-            break
-        job = dialog.run.job
-        ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
-        for key, text in (("statuses", dialog.status.text()), ("states", dialog.connection.text())):
-            seen = facts.setdefault(key, [])
-            if not seen or seen[-1] != text:
-                seen.append(text)
-        shot = spec.get("progress_screenshot")
-        if shot and job.frames and not os.path.exists(shot):
-            dialog.grab().save(shot)
-        if cancel_after is not None and len(job.frames) >= cancel_after:
-            dialog.cancel_button.click()
-            cancel_after = None
+    _watch_dialog(dialog, spec, facts, ticks, jobs)
+    if spec.get("refine"):  # then "Refine at layer size", as an artist would
+        facts["refine_enabled"] = dialog.refine_button.isEnabled()
+        facts["preview_status"] = dialog.status.text()
+        dialog.refine_button.click()
+        facts["refine_running"] = dialog.run is not None and not dialog.refine_button.isEnabled()
+        _watch_dialog(dialog, spec, facts, ticks, jobs)
+    facts["job_options"] = _options_seen(jobs)
     facts["ticks"] = ticks[-5:]
     facts["tick_count"] = len(ticks)
     _wait(300)  # the connection line after the run
@@ -264,6 +289,28 @@ def _run_dialog(spec, facts, out_dir):
     facts["remembered_after"] = json.loads(app.readSetting("impasto", "last_settings", "{}"))
     doc = app.activeDocument()
     return [n.name() for n in _all_nodes(doc.rootNode())]
+
+
+def _watch_dialog(dialog, spec, facts, ticks, jobs):
+    """Wait for the dialog's run to end, recording its status lines as they change."""
+    cancel_after = spec.get("cancel_after_frames")
+    for _ in range(int(spec.get("dialog_timeout", 120) * 20)):
+        _wait(50)
+        if dialog.run is None:
+            break
+        job = dialog.run.job
+        jobs.append(job)
+        ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
+        for key, text in (("statuses", dialog.status.text()), ("states", dialog.connection.text())):
+            seen = facts.setdefault(key, [])
+            if not seen or seen[-1] != text:
+                seen.append(text)
+        shot = spec.get("progress_screenshot")
+        if shot and job.frames and not os.path.exists(shot):
+            dialog.grab().save(shot)
+        if cancel_after is not None and len(job.frames) >= cancel_after:
+            dialog.cancel_button.click()
+            cancel_after = None
 
 
 def _import_zip(spec, facts):

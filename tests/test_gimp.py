@@ -80,6 +80,24 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
                 "again": {"iterations": 6, "strength": "strong"},
                 "output": "twice.xcf",
             },
+            "layer_size": {  # the layer's own size, then a small preview of it
+                "source": "content.png",
+                "settings": {"size": 0, "stroke-scale": "fine", "frames": 0},
+                "again": {"size": 24},
+                "output": "layer_size.xcf",
+            },
+            "large_strokes": {
+                "source": "content.png",
+                "settings": {"size": 0, "stroke-scale": "large", "frames": 0},
+                "output": "large_strokes.xcf",
+            },
+            "refined": {  # a quick preview, then "Refine the previous preview"
+                "source": "content.png",
+                "settings": {"size": 32, "frames": 0, "iterations": 4},
+                "again": {"refine-preview": True},
+                "output": "refined.xcf",
+            },
+            "nothing_to_refine": {"source": "content.png", "settings": {"refine-preview": True}},
             "no_daemon": {
                 "source": "content.png",
                 "settings": {"endpoint": "tcp://127.0.0.1:9", "timeout": 1.0},
@@ -98,7 +116,16 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
     report = json.loads((host / "run.json").read_text())
     (host / "inspect.json").write_text(
         json.dumps(
-            ["group.xcf", "selection.xcf", "selection-source.xcf", "feather.xcf", "twice.xcf"]
+            [
+                "group.xcf",
+                "selection.xcf",
+                "selection-source.xcf",
+                "feather.xcf",
+                "twice.xcf",
+                "layer_size.xcf",
+                "large_strokes.xcf",
+                "refined.xcf",
+            ]
         )
     )
     _batch(gimp_root, "gimp_batch_inspect.py", work)
@@ -172,6 +199,53 @@ def test_frames_count_and_a_second_run_lands_on_top_and_shows(gimp_run):
     assert np.abs(final - before).mean() > 1.0, "the two runs differ"
     composite = _composite(gimp_run["host"], "twice.xcf", info["size"])
     assert np.abs(composite - final).max() <= 1, "the exported image is the newest run"
+
+
+def _detail(pixels: np.ndarray) -> float:
+    """Mean neighbour difference of the grey picture: what scaling a small result up loses."""
+    grey = pixels[..., :3].mean(axis=2)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_layer_size_renders_the_layers_own_pixels_and_stroke_scale_reaches_the_job(gimp_run):
+    _ok(gimp_run, "layer_size")
+    _ok(gimp_run, "large_strokes")
+    info = gimp_run["inspect"]["layer_size.xcf"]
+    preview, full = info["layers"][0], info["layers"][1]  # the newest on top
+    assert full["name"] == "Impasto – starry_night" and preview["name"].endswith("#2")
+    host = gimp_run["host"]
+    full_px = _pixels(host, "layer_size.xcf", full["children"][0])
+    preview_px = _pixels(host, "layer_size.xcf", preview["children"][0])
+    assert full["children"][0]["size"] == preview["children"][0]["size"] == [W, H]
+    # size 0 ran at 64x80 itself; the 24-px preview was scaled up 3.3 times and is soft
+    assert _detail(full_px) > 1.5 * _detail(preview_px), (_detail(full_px), _detail(preview_px))
+    large = gimp_run["inspect"]["large_strokes.xcf"]["layers"][0]
+    large_px = _pixels(host, "large_strokes.xcf", large["children"][0])
+    assert np.abs(large_px[..., :3] - full_px[..., :3]).mean() > 1.0, "stroke scale changes it"
+
+
+def test_a_preview_is_refined_at_layer_size_from_its_picture(gimp_run):
+    _ok(gimp_run, "refined")
+    info = gimp_run["inspect"]["refined.xcf"]
+    refined, preview, source = info["layers"]  # top to bottom
+    assert refined["name"] == "Impasto – starry_night (refined)"
+    assert [f["name"] for f in refined["children"]] == [
+        "starry_night (refined) – final (2 iterations)"  # half the preview's 4
+    ]
+    host = gimp_run["host"]
+    after = _pixels(host, "refined.xcf", refined["children"][0])[..., :3]
+    before = _pixels(host, "refined.xcf", preview["children"][0])[..., :3]
+    layer = _pixels(host, "refined.xcf", source)[..., :3]
+    near, far = np.abs(after - before).mean(), np.abs(layer - before).mean()
+    # from the layer itself it would be about as far from the preview as the layer is
+    assert near < 0.7 * far, (near, far)
+    assert _detail(after) > 1.2 * _detail(before), "rendered at the layer's own size"
+
+
+def test_refining_without_a_preview_says_what_to_do(gimp_run):
+    record = gimp_run["report"]["nothing_to_refine"]
+    assert record["status"] == "execution-error", record
+    assert "run a quick preview" in record["message"], record["message"]
 
 
 def test_selection_masks_animation_frames_on_a_16_bit_offset_layer(gimp_run):

@@ -35,6 +35,8 @@ EXPECTED_LABELS = [  # group titles and the everyday choices, in the dialog's or
     "Style blend",
     "Size and quality",
     "Output size cap",
+    "Stroke scale",
+    "Refine the previous preview at layer size",
     "Quality",
     "Iterations",
     "Feather selection (px)",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from impasto.plugin import daemonctl
 from impasto.plugin.client import Client
@@ -24,9 +26,12 @@ from impasto.plugin.hostjob import (
     frame_layer_name,
     group_layer_name,
     insert_index,
+    is_final_name,
     is_result_name,
+    newest_result,
     options_from_settings,
     probe_daemon,
+    refinement_options,
     style_display_name,
     styles_label,
     unique_name,
@@ -35,6 +40,7 @@ from impasto.plugin.hostjob import (
 from impasto.shared import errors, paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.imagefile import load_image
+from impasto.shared.rawimage import RawImage
 from tests.daemon_fixture import free_port
 
 
@@ -44,6 +50,15 @@ def test_settings_use_cli_names_and_plugin_defaults():
     assert (opts.size, opts.iterations, opts.frames, opts.strength) == (64, 6, 4, "strong")
     defaults = options_from_settings({})
     assert defaults.size is None  # the plug-ins keep the layer's size unless capped
+
+
+def test_stroke_scale_is_a_setting_with_a_default_and_a_clear_error():
+    assert DEFAULT_SETTINGS["stroke_scale"] == "auto"
+    assert options_from_settings({}).stroke_scale == "auto"
+    assert options_from_settings({"stroke-scale": "large"}).stroke_scale == "large"
+    with pytest.raises(ImpastoError) as info:
+        options_from_settings({"stroke_scale": "huge"})
+    assert "stroke_scale" in info.value.message and info.value.code == errors.BAD_OPTIONS
 
 
 def test_frames_count_progress_layers_besides_the_final():
@@ -239,6 +254,8 @@ def test_content_is_read_at_the_size_the_job_works_at(daemon, images):
     job.run_blocking(timeout=60)
     long_edge = max(asked[0])
     assert asked and long_edge == 64, asked
+    assert job.options.size == 64  # a preview of the layer, which refinement can enlarge
+    assert job.can_refine
     assert [f.final for f in job.frames] == [True]
 
 
@@ -295,3 +312,67 @@ def test_install_plugin_records_how_to_start_a_daemon(tmp_path):
     main(["install-plugin", "krita", "--dest", str(tmp_path / "pykrita")])
     recorded = daemonctl.recorded_command()
     assert recorded == [sys.executable, "-m", "impasto.daemon"]
+
+
+def _finished(job: HostJob) -> HostJob:
+    job.run_blocking(timeout=120)
+    assert job.error is None, job.error_text
+    return job
+
+
+def _rgb(image: RawImage, size: tuple[int, int] | None = None) -> np.ndarray:
+    pil = image.to_pil().convert("RGB")
+    if size is not None and pil.size != size:
+        pil = pil.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(pil).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def layer(images):
+    """A 96x72 layer: small enough for a quick refine."""
+    return RawImage.from_numpy(np.asarray(images[0].to_pil().convert("RGB").resize((96, 72))))
+
+
+def test_a_preview_is_refined_at_the_layer_size_from_its_own_picture(daemon, images, layer):
+    style = images[1]
+    settings = {"size": 48, "iterations": 8, "frames": 0, "seed": 1, "strength": "strong"}
+    preview = HostJob(Client(daemon.endpoint), layer, [style], options_from_settings(settings))
+    assert not preview.can_refine  # nothing to refine before it has run
+    _finished(preview)
+    assert preview.can_refine and preview.frames[-1].image.width == 48
+
+    refine = _finished(preview.refinement(Client(daemon.endpoint), iterations=2))
+    assert refine.options.size is None and refine.options.init == "image"
+    assert refine.options.stroke_scale == "fine"  # the layout is already there
+    assert not refine.can_refine  # it is at the layer's size already
+    assert refine.frames[-1].label == "style (refined) – final (2 iterations)"
+    final = refine.frames[-1].image
+    assert (final.width, final.height) == (96, 72)
+
+    # the same two iterations started from the layer itself, for comparison
+    plain_opts = options_from_settings({**settings, "size": None, "iterations": 2})
+    plain = _finished(HostJob(Client(daemon.endpoint), layer, [style], plain_opts))
+    upscaled = _rgb(preview.frames[-1].image, (96, 72))
+    from_preview = np.abs(_rgb(final) - upscaled).mean()
+    from_content = np.abs(_rgb(plain.frames[-1].image) - upscaled).mean()
+    assert from_preview < 0.5 * from_content, (from_preview, from_content)
+
+
+def test_a_run_at_the_layer_size_is_no_preview_to_refine(daemon, images, layer):
+    opts = options_from_settings({"size": 512, "iterations": 1, "frames": 0})
+    job = _finished(HostJob(Client(daemon.endpoint), layer, [images[1]], opts))
+    assert job.options.size is None and not job.can_refine  # never enlarged: layer size
+    with pytest.raises(ImpastoError) as info:
+        job.refinement(Client(daemon.endpoint))
+    assert "no finished preview" in info.value.message
+
+
+def test_the_preview_to_refine_is_the_newest_result_on_the_source():
+    stack = ["Paper", "Background", "Impasto – wave", "Impasto – wave #2", "Line art"]
+    assert newest_result(stack, 1) == 3
+    assert newest_result(["Background", "Line art"], 0) is None
+    assert is_final_name("wave – final (40 iterations)")
+    assert is_final_name("wave (refined) – final (4 iterations) (200 ms) #2")
+    assert not is_final_name("wave – iteration 3/40") and not is_final_name("Impasto – wave")
+    opts = refinement_options(options_from_settings({"size": 128, "iterations": 40}))
+    assert (opts.size, opts.init, opts.stroke_scale, opts.iterations) == (None, "image", "fine", 20)

@@ -359,3 +359,51 @@ def test_the_dialog_puts_frames_on_the_timeline(
     assert sorted(kra.keyframes(node)) == [0, 1, 2]  # frames = 2: two + the final
     assert kra.playback_range() == (0, 2)
     assert np.array_equal(kra.merged(), _bgra_to_rgba(kra.frame_pixels(node, 2)))
+
+
+def test_the_dialog_refines_a_preview_at_layer_size_from_its_picture(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, via="dialog", refine=True)
+    spec["options"].update(size=48, iterations=4, frames=0, stroke_scale="medium")
+    # then the same layer through the scripting entry, from its own pixels: the
+    # refine's iterations with the refine's schedule, and the preview's stroke scale
+    plain = {"size": None, "iterations": 2, "stroke_scale": "fine"}
+    spec["again"] = [plain, {**plain, "stroke_scale": "large"}]
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["dialog_error"] is None
+    assert facts["refine_enabled"] and facts["refine_running"], facts["preview_status"]
+    preview, refine = facts["job_options"]
+    assert (preview["stroke_scale"], preview["size"], preview["has_init_image"]) == (
+        "medium",
+        48,
+        False,
+    )
+    assert refine == {
+        "stroke_scale": "fine",
+        "size": None,  # the layer's own size
+        "init": "image",
+        "iterations": 2,  # half the preview's
+        "has_init_image": True,
+    }
+    assert [run[0]["stroke_scale"] for run in facts["again_options"]] == ["fine", "large"]
+    assert facts["remembered_after"]["stroke_scale"] == "medium"
+    assert facts["status_text"].startswith("Done: 2 iterations"), facts["status_text"]
+
+    layers = facts["layer_files"]
+    refined_name = "starry_night (refined) – final (2 iterations)"
+    assert f"{GROUP} #2" in facts["created"] and refined_name in facts["created"]
+    out = tmp_path / "out"
+
+    def rgb(key):
+        return pixels(out, layers[key], facts)[..., :3].astype(int)
+
+    upscaled = rgb(f"{GROUP}/starry_night – final (4 iterations)")  # Krita scaled it up
+    refined = rgb(f"{GROUP} #2/{refined_name}")
+    from_content = rgb(f"{GROUP} #3/starry_night – final (2 iterations)")
+    near, far = np.abs(refined - upscaled).mean(), np.abs(from_content - upscaled).mean()
+    assert near < 0.6 * far, (near, far)
+    assert np.abs(refined - upscaled).mean() > 0.1  # refined, not a copy
+    # the stroke scale reached the job through the scripting entry too: it looks different
+    large = rgb(f"{GROUP} #4/starry_night – final (2 iterations)")
+    assert np.abs(large - from_content).mean() > 1.0

@@ -8,7 +8,7 @@ turns a filled config into the host job driver's settings (the CLI's option name
 
 from __future__ import annotations
 
-from impasto.plugin.hostjob import MAX_PROGRESS_FRAMES
+from impasto.plugin.hostjob import MAX_PROGRESS_FRAMES, STROKE_SCALE_TOOLTIP
 from impasto.shared.options import (
     CHOICES,
     DEFAULT_CONTENT_WEIGHT,
@@ -39,7 +39,10 @@ DIALOG_GROUPS = (
             "style-blend",
         ],
     ),
-    ("Size and quality", ["size", "quality", "iterations", "feather"]),
+    (
+        "Size and quality",
+        ["size", "stroke-scale", "refine-preview", "quality", "iterations", "feather"],
+    ),
     ("Frames", ["frames", "placement", "frame-delay"]),
     (
         ADVANCED,
@@ -72,10 +75,20 @@ _CHOICE_LABELS = {
 }
 
 
-def _choice(nicks: tuple[str, ...]) -> Gimp.Choice:
+# The stroke scale's own labels ("fine" means small strokes here, not the slow preset).
+_STROKE_LABELS = {
+    "auto": "Auto (by size)",
+    "fine": "Fine strokes",
+    "medium": "Medium strokes",
+    "large": "Large strokes",
+}
+
+
+def _choice(nicks: tuple[str, ...], labels: dict[str, str] | None = None) -> Gimp.Choice:
+    labels = labels or _CHOICE_LABELS
     choice = Gimp.Choice.new()
     for index, nick in enumerate(nicks):
-        choice.add(nick, index, _CHOICE_LABELS.get(nick, nick), "")
+        choice.add(nick, index, labels.get(nick, nick), "")
     return choice
 
 
@@ -146,10 +159,28 @@ def register_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_int_argument(
         "size",
         "Output si_ze cap",
-        "Long edge the daemon works at, px (0: the layer's size)",
+        "Long edge the daemon works at, px (0: the layer's own size, the default; a "
+        "small size makes a quick preview)",
         0,
         MAX_SIZE,
-        512,
+        0,
+        RW,
+    )
+    procedure.add_choice_argument(
+        "stroke-scale",
+        "Stroke sca_le",
+        STROKE_SCALE_TOOLTIP,
+        _choice(CHOICES["stroke_scale"], _STROKE_LABELS),
+        "auto",
+        RW,
+    )
+    procedure.add_boolean_argument(
+        "refine-preview",
+        "_Refine the previous preview at layer size",
+        "Render the newest Impasto result on this layer again at the layer's own size, "
+        "starting from its picture (half the iterations, one scale): preview small, "
+        "render once",
+        False,
         RW,
     )
     procedure.add_choice_argument(
@@ -270,6 +301,7 @@ def settings_from_config(config: Gimp.ProcedureConfig) -> dict:
         "quality": config.get_property("quality"),
         "iterations": positive("iterations"),
         "preserve_colors": config.get_property("preserve-colors"),
+        "stroke_scale": config.get_property("stroke-scale"),
         "frames": config.get_property("frames"),
         "seed": seed if seed >= 0 else None,
     }

@@ -14,10 +14,12 @@ import impasto_gimp_watchdog as watchdog
 
 from impasto.plugin.client import Client
 from impasto.plugin.hostjob import (
+    REFINED_SUFFIX,
     ContentSource,
     HostJob,
     Region,
     options_from_settings,
+    refinement_options,
     styles_label,
 )
 from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
@@ -37,6 +39,21 @@ def _content(drawable: Gimp.Drawable, region: Region, depth: int) -> ContentSour
         )
 
     return ContentSource(region.width, region.height, read)
+
+
+def _preview(image: Gimp.Image, drawable: Gimp.Layer, region: Region, depth: int):
+    """The picture of the preview to refine, over the region being stylised."""
+    preview = layers.previous_preview(image, drawable)
+    if preview is None:
+        raise ImpastoError(
+            f"there is no Impasto result on layer '{drawable.get_name()}' to refine: run a "
+            "quick preview (a small output size) first, then refine it",
+            BAD_OPTIONS,
+        )
+    _ok, px, py = preview.get_offsets()
+    return pixels.read_region(
+        preview, region.x - px, region.y - py, region.width, region.height, depth
+    )
 
 
 def _run_job(job: HostJob) -> None:
@@ -84,8 +101,13 @@ def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfi
         region = layers.selection_region(image, drawable)
         if region is None:
             raise ImpastoError("the selection does not touch the layer", BAD_OPTIONS)
-        content = _content(drawable, region, pixels.image_depth(image))
-        job = HostJob(client, content, styles, options, style_name=styles_label(style_files))
+        depth = pixels.image_depth(image)
+        content = _content(drawable, region, depth)
+        label, init = styles_label(style_files), None
+        if config.get_property("refine-preview"):
+            options, init = refinement_options(options), _preview(image, drawable, region, depth)
+            label += REFINED_SUFFIX
+        job = HostJob(client, content, styles, options, style_name=label, init_image=init)
         _run_job(job)
         inserted = layers.insert_frames(
             image,

@@ -15,6 +15,8 @@ from impasto.plugin.hostjob import (
     frame_layer_name,
     group_layer_name,
     insert_index,
+    is_final_name,
+    newest_result,
     unique_name,
 )
 
@@ -85,6 +87,20 @@ def _all_names(items) -> set[str]:
         if item.is_group_layer():
             names |= _all_names(item.get_children())
     return names
+
+
+def previous_preview(image: Gimp.Image, source: Gimp.Layer) -> Gimp.Layer | None:
+    """The final image of the newest Impasto run stacked on ``source`` (its group's
+    final layer, or an animation stack's final frame), or None."""
+    siblings = _siblings(image, source)  # top-down
+    bottom_up = [layer.get_name() for layer in reversed(siblings)]
+    index = newest_result(bottom_up, len(siblings) - 1 - siblings.index(source))
+    if index is None:
+        return None
+    newest = siblings[len(siblings) - 1 - index]
+    if newest.is_group_layer():
+        return next((c for c in newest.get_children() if is_final_name(c.get_name())), None)
+    return newest if is_final_name(newest.get_name()) else None
 
 
 def insert_frames(

@@ -120,7 +120,10 @@ class KritaRun:
         styles: list[Any],
         settings: dict[str, Any] | None = None,
         client: Client | None = None,
+        preview: HostJob | None = None,
     ):
+        """``preview``: a finished preview job of this layer; the run then refines it
+        at the layer's own size (``HostJob.refinement``) instead of starting afresh."""
         if doc is None or node is None:
             raise ImpastoError("open an image and choose a layer first", BAD_IMAGE)
         if not styles:
@@ -146,7 +149,15 @@ class KritaRun:
             endpoint=self.settings.get("endpoint") or None,
             timeout=float(self.settings.get("timeout") or 10.0),
         )
-        self.job = HostJob(
+        if preview is not None:
+            self.job = preview.refinement(self.client)
+        else:
+            self.job = self._new_job(read)
+        self.layer_names: list[str] = []
+        self.keyframer: Keyframer | None = None
+
+    def _new_job(self, read: list[tuple[RawImage, str]]) -> HostJob:
+        return HostJob(
             self.client,
             ContentSource(self.source.width, self.source.height, self._content),
             [image for image, _ in read],
@@ -154,8 +165,6 @@ class KritaRun:
             style_name=styles_label(self.style_names),
             autostart=bool(self.settings.get("autostart", True)),
         )
-        self.layer_names: list[str] = []
-        self.keyframer: Keyframer | None = None
 
     def _content(self, width: int, height: int) -> RawImage:
         return qtimage.scaled(self.source, width, height)
@@ -405,7 +414,7 @@ def stylize_active_layer(
     about ten times a second with the running ``HostJob`` (``status_text``,
     ``fraction``, ``frames``), besides Krita's status bar showing the status;
     ``options``: every dialog setting under the CLI's names (size, iterations, frames,
-    strength, placement, ...), plus ``endpoint`` and ``run_timeout`` (seconds).
+    strength, stroke_scale, placement, ...), plus ``endpoint`` and ``run_timeout`` (seconds).
     Returns the names of the layers created (the group or animated layer first).
     With ``placement="animation"`` the keyframes are added once the script has returned
     control to Krita (``pending()`` is True until then). Raises ImpastoError with a

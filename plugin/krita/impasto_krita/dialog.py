@@ -19,6 +19,7 @@ from impasto.plugin.hostjob import (
     DEFAULT_SETTINGS,
     MAX_PROGRESS_FRAMES,
     STARTING,
+    STROKE_SCALE_TOOLTIP,
     UNREACHABLE,
     ConnectionWatch,
     describe_error,
@@ -145,6 +146,11 @@ class StyleTransferDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Neural Style Transfer (Impasto)")
         self.run: KritaRun | None = None
+        # The last finished preview (a run smaller than its layer) and what it ran on,
+        # for "Refine at layer size".
+        self.preview_job = None
+        self.preview_source: tuple[Any, Any, list[Any], dict[str, Any]] | None = None
+        self._run_source: tuple[Any, Any, list[Any], dict[str, Any]] | None = None
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
         self.timer = QTimer(self)
@@ -189,8 +195,15 @@ class StyleTransferDialog(QDialog):
         self.size.setSpecialValueText("Layer size")
         self.size.setSuffix(" px")
         self.size.setValue(int(s.get("size") or 0))
-        self.size.setToolTip("Cap the long edge of the result for speed; frames are scaled back")
+        self.size.setToolTip(
+            "Layer size renders at the layer's own pixels (the default: what a painter "
+            "keeps). A fixed size caps the long edge for a quick preview, scaled back up; "
+            "then Refine at layer size renders the full size starting from it."
+        )
         form.addRow("Output size", self.size)
+        self.stroke_scale = _combo(CHOICES["stroke_scale"], s.get("stroke_scale") or "auto")
+        self.stroke_scale.setToolTip(STROKE_SCALE_TOOLTIP)
+        form.addRow("Stroke scale", self.stroke_scale)
         self.quality = _combo(CHOICES["quality"], s["quality"])
         presets = QUALITY_PRESETS.items()
         self.quality.setToolTip(", ".join(f"{k}: {v} iterations" for k, v in presets))
@@ -265,6 +278,15 @@ class StyleTransferDialog(QDialog):
 
         buttons = QDialogButtonBox()
         self.start_button = buttons.addButton("Stylise", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.refine_button = buttons.addButton(
+            "Refine at layer size", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.refine_button.setToolTip(
+            "Render the last preview again at the layer's own size, starting from the "
+            "preview's picture (fewer iterations than a fresh run)"
+        )
+        self.refine_button.setEnabled(False)
+        self.refine_button.clicked.connect(self.refine)
         self.cancel_button = buttons.addButton(
             "Cancel job", QDialogButtonBox.ButtonRole.DestructiveRole
         )
@@ -312,6 +334,7 @@ class StyleTransferDialog(QDialog):
             "quality": self.quality.currentText(),
             "iterations": self.iterations.value() or None,
             "preserve_colors": self.preserve.currentText(),
+            "stroke_scale": self.stroke_scale.currentText(),
             "frames": self.frames.value(),
             "style_blend": weights if len(weights) > 1 else None,
             "style_weight": self.style_weight.value() if custom else None,
@@ -350,14 +373,25 @@ class StyleTransferDialog(QDialog):
         settings = self.settings()
         styles = settings.pop("styles")
         doc = Krita.instance().activeDocument()
+        self.save_settings()
+        self._launch(doc, doc.activeNode() if doc else None, styles, settings)
+
+    def refine(self) -> None:
+        """Render the last preview at its layer's own size, starting from its picture;
+        the results stack on top as any run's do."""
+        if self.run is not None or self.preview_job is None or self.preview_source is None:
+            return
+        self._launch(*self.preview_source, preview=self.preview_job)
+
+    def _launch(self, doc, node, styles, settings, preview=None) -> None:
         try:
-            self.run = KritaRun(doc, doc.activeNode() if doc else None, styles, settings)
-            self.save_settings()
+            self.run = KritaRun(doc, node, styles, settings, preview=preview)
             self.run.start()
         except ImpastoError as exc:
             self.run = None
             self._show_error(describe_error(exc.code, exc.message))
             return
+        self._run_source = (doc, node, styles, settings)
         self._set_running(True)
         self.timer.start()
         self._tick()
@@ -386,6 +420,8 @@ class StyleTransferDialog(QDialog):
             return
         self.timer.stop()
         self.run = None
+        if job.can_refine:
+            self.preview_job, self.preview_source = job, self._run_source
         self._set_running(False)
         try:
             names = run.insert_frames()
@@ -429,6 +465,7 @@ class StyleTransferDialog(QDialog):
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
+        self.refine_button.setEnabled(not running and self.preview_job is not None)
         self.cancel_button.setEnabled(running)
 
     def _show_error(self, message: str) -> None:
