@@ -22,6 +22,7 @@ CANCELLED = "cancelled"
 DAEMON_UNAVAILABLE = "daemon_unavailable"  # client side: nothing answers / daemon died
 TIMEOUT = "timeout"
 INTERNAL = "internal"  # a bug: the message says what failed
+QUEUE_FULL = "queue_full"  # a per-identity or total queue cap; the message names the limit
 
 
 class ImpastoError(Exception):
