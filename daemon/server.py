@@ -80,6 +80,7 @@ class Server:
         self._wake_addr = f"inproc://impasto-wake-{self.instance}"
         self._wake_local = threading.local()
         self._refusals = RateLimitedLog(log)
+        self._closing = False  # set before the context goes: workers stop poking it
         self.sock: zmq.Socket | None = None
         weights_dir = weights_dir if weights_dir is not None else paths.weights_dir()
         self.backend: Backend = backend or ThreadBackend(devices, max_pixels, warmup, weights_dir)
@@ -151,6 +152,8 @@ class Server:
 
     def _poke(self) -> None:
         # A full pipe means the loop is awake anyway; a closed context means it has ended.
+        if self._ctx.closed or self._closing:
+            return
         with contextlib.suppress(zmq.ZMQError):
             push = getattr(self._wake_local, "sock", None)
             if push is None:
@@ -233,6 +236,7 @@ class Server:
             self._zap.close()
         # Closes every socket, the workers' wake-up sockets included; the linger lets
         # the final messages go out.
+        self._closing = True
         self._ctx.destroy(linger=500)
         log.info("stopped")
 

@@ -241,4 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         lock.release()
+    if server.backend.busy():
+        # A job still inside torch would race the interpreter's teardown (seen as SIGABRT);
+        # everything worth keeping is in the journal, so leave without finalising.
+        logging.shutdown()
+        os._exit(0)
     return 0

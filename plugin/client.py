@@ -2,9 +2,10 @@
 
 Only pyzmq and msgpack: no torch, no Qt, so the same module runs inside Krita's and
 GIMP's Python. A GUI pumps ``poll(timeout=0)`` from a timer and never blocks; the CLI and
-tests use the blocking ``wait``. A daemon that dies or restarts becomes a clear
-``ImpastoError`` with code ``daemon_unavailable`` within ``timeout`` seconds, never a hang;
-the next call reconnects. A Client is not thread-safe: use it from one thread.
+tests use the blocking ``wait``. A daemon that dies becomes a clear ``ImpastoError``
+with code ``daemon_unavailable`` within ``timeout`` seconds, never a hang; the next call
+reconnects. A daemon restarted within that time (its jobs are journalled) is followed
+again: the client re-attaches to the jobs it watches. A Client is not thread-safe: use it from one thread.
 
     client = Client()                       # tcp://127.0.0.1:5755 or $IMPASTO_ENDPOINT
     job = client.submit(content, [style], JobOptions(size=256, iterations=100))
@@ -139,6 +140,7 @@ class Client:
         self._ping_req: int | None = None
         self._ping_sent = 0.0
         self._credit: dict[int, int] = {}  # upload credit the daemon granted, per submit req
+        self._reattach: dict[int, str] = {}  # attach requests sent after a daemon restart
 
     # -- connection ---------------------------------------------------------------------
     @property
@@ -500,7 +502,10 @@ class Client:
             return
         if kind == protocol.PONG:
             if msg["instance"] != self._conn.instance and self._conn.instance:
-                raise self._lost("was restarted; its jobs are gone")
+                # A restarted daemon resumes its journalled jobs: follow them again.
+                self._conn.instance = msg["instance"]
+                for job_id in sorted(self._watching):
+                    self._reattach[self._send(protocol.ATTACH, {"job_id": job_id})] = job_id
             if req == self._ping_req:
                 self._ping_req = None
                 return
@@ -536,6 +541,10 @@ class Client:
                     msg["device"] or "",
                 )
             )
+        elif kind == protocol.ERROR and req in self._reattach:  # the job did not survive
+            job_id = self._reattach.pop(req)
+            self._watching.discard(job_id)
+            self._events.append(Failed(job_id, msg["code"], msg["message"]))
         elif kind == protocol.FAILED or (kind == protocol.ERROR and req is None and msg["job_id"]):
             self._watching.discard(msg["job_id"])
             self._events.append(Failed(msg["job_id"], msg["code"], msg["message"]))

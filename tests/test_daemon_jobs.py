@@ -162,7 +162,7 @@ def test_status_and_jobs_describe_the_daemon(client, daemon):
     assert info["endpoint"] == daemon.endpoint and info["pid"] == daemon.proc.pid
     assert info["protocol"] == protocol.VERSION and info["model_loaded"] is True
     assert info["uptime"] > 0 and info["memory"]["rss_mb"] > 50
-    assert isinstance(info["queued"], int) and isinstance(info["running"], list)
+    assert isinstance(info["queued"], int) and isinstance(info["running"], int)
     assert all({"job_id", "state", "position"} <= set(j) for j in client.jobs())
 
 
@@ -184,22 +184,28 @@ def test_failed_events_carry_a_code(client, content, style):
     other.close()
 
 
-def test_the_queue_is_fair_between_clients(daemon, content, style):
-    """Client A queues three jobs, then B one: B's job runs second, not fourth."""
+def test_sessions_of_the_same_user_share_one_identity(daemon, content, style):
+    """Two local clients (two editors of one user) are one identity: one FIFO between
+    them, and each can see and follow the other's jobs. Fairness between identities is
+    in test_daemon_security.py."""
     a, b = daemon.client(), daemon.client()
     long = {**FAST, "iterations": 500, "frames": 0}
+    a_jobs: list[str] = []
     try:
+        assert a.connect()["identity"] == b.connect()["identity"] == "local"
         blocker = a.submit(content, [style], long)
         events_until_first(a, blocker, Progress)
         a_jobs = [a.submit(content, [style], long) for _ in range(2)]
         b_job = b.submit(content, [style], long)
         accepted = [e for e in b.poll(1.0) if isinstance(e, Accepted)]
-        assert accepted[0].job_id == b_job and accepted[0].position == 1
+        assert accepted[0].job_id == b_job and accepted[0].position == 2  # after a's two
         positions = {j["job_id"]: j["position"] for j in b.jobs() if j["state"] == "queued"}
-        assert positions == {a_jobs[0]: 0, b_job: 1, a_jobs[1]: 2}
+        assert positions == {a_jobs[0]: 0, a_jobs[1]: 1, b_job: 2}
+        assert b.attach(a_jobs[0]).state == "queued"
     finally:
-        for job in (*a_jobs, b_job, blocker):
-            a.cancel(job)
+        for job in (*a_jobs, blocker):
+            b.cancel(job)
+        b.cancel(b_job)
         a.wait(blocker, timeout=60)
         a.close()
         b.close()
