@@ -97,9 +97,7 @@ def test_a_restarted_daemon_is_followed_by_a_client_watching_a_job(tmp_path, pic
         new.stop()
 
 
-def test_sigterm_stops_within_seconds_and_the_jobs_resume_at_the_next_start(
-    tmp_path, pictures
-):
+def test_sigterm_stops_within_seconds_and_the_jobs_resume_at_the_next_start(tmp_path, pictures):
     content, style = pictures
     daemon = spawn_daemon(tmp_path)
     client = daemon.client(timeout=10)

@@ -148,7 +148,8 @@ def test_the_version_must_be_an_integer(version):
         [msgpack.packb({"v": protocol.VERSION, "t": "launch_missiles", "req": 1})],
         [msgpack.packb({"v": protocol.VERSION, "t": 7, "req": 1})],
         [b"x" * (protocol.MAX_HEADER_BYTES + 1)],
-        [msgpack.packb({"v": protocol.VERSION, "t": "status", "req": 1})] + [b""] * protocol.MAX_FRAMES,
+        [msgpack.packb({"v": protocol.VERSION, "t": "status", "req": 1})]
+        + [b""] * protocol.MAX_FRAMES,
     ],
     ids=[
         "empty",
@@ -240,7 +241,9 @@ def test_fuzzed_messages_only_ever_raise_protocol_errors():
         submit_frames(),
         protocol.encode(protocol.ATTACH, {"req": 2, "job_id": "0001-abcd"}),
         protocol.encode(protocol.HELLO, {"req": 1, "client": "k"}),
-        protocol.encode(protocol.CHUNK, {"req": 1, "upload_id": "u", "image": 0, "offset": 0}, data=b"x"),
+        protocol.encode(
+            protocol.CHUNK, {"req": 1, "upload_id": "u", "image": 0, "offset": 0}, data=b"x"
+        ),
     ]
     outcomes = {"ok": 0, "refused": 0}
     for _ in range(2000):
