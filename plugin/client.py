@@ -5,7 +5,8 @@ GIMP's Python. A GUI pumps ``poll(timeout=0)`` from a timer and never blocks; th
 tests use the blocking ``wait``. A daemon that dies becomes a clear ``ImpastoError``
 with code ``daemon_unavailable`` within ``timeout`` seconds, never a hang; the next call
 reconnects. A daemon restarted within that time (its jobs are journalled) is followed
-again: the client re-attaches to the jobs it watches. A Client is not thread-safe: use it from one thread.
+again: the client re-attaches to the jobs it watches. A Client is not thread-safe: use it
+from one thread.
 
     client = Client()                       # tcp://127.0.0.1:5755 or $IMPASTO_ENDPOINT
     job = client.submit(content, [style], JobOptions(size=256, iterations=100))

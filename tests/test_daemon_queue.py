@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import random
+
+import numpy as np
 
 from impasto.daemon.jobs import Job, JobQueue, new_job_id
 from impasto.daemon.limits import Limits
 from impasto.daemon.worker import client_frames, is_out_of_memory, resize_frame
-from impasto.shared import protocol
 from impasto.shared.errors import OUT_OF_MEMORY, QUEUE_FULL, ImpastoError
 from impasto.shared.options import JobOptions
 

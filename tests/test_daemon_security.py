@@ -45,7 +45,7 @@ def refusal(client: Client, tiny: RawImage, options: dict) -> ImpastoError:
     return info.value
 
 
-# -- 1. no client-sent paths ----------------------------------------------------------------
+# -- 1. no client-sent paths -----
 def test_weights_are_names_and_every_probe_gets_one_identical_error(tmp_path, tiny):
     env = daemon_env(tmp_path)
     env.pop("IMPASTO_OFFLINE", None)  # the daemon itself must refuse to download
@@ -95,7 +95,7 @@ def test_weights_are_names_and_every_probe_gets_one_identical_error(tmp_path, ti
         daemon.stop()
 
 
-# -- 2. ownership and fairness by proven identity -----------------------------------------------
+# -- 2. ownership and fairness by proven identity -----
 @pytest.fixture(scope="module")
 def curve_daemon(tmp_path_factory):
     """A CURVE daemon on loopback with two authorised identities, alice and bob."""
@@ -230,7 +230,7 @@ def test_a_client_without_the_local_token_gets_nothing(daemon, tiny, tmp_path, m
     assert "without the right token" in daemon.log_text
 
 
-# -- 4. bounded resources -----------------------------------------------------------------------
+# -- 4. bounded resources -----
 def rss_mb(client: Client) -> float:
     return client.status()["memory"]["rss_mb"]
 
@@ -282,7 +282,7 @@ def test_big_submits_and_stalled_uploads_stay_under_the_caps(tmp_path, tiny):
         daemon.stop()
 
 
-# -- 5. stop -------------------------------------------------------------------------------------------
+# -- 5. stop -----
 def test_daemon_stop_leaves_an_unrelated_pid_alone(tmp_path):
     """A stale lock (the daemon was kill -9'd) naming a pid now used by another program."""
     endpoint = "tcp://127.0.0.1:9"  # nothing serves here
@@ -299,7 +299,7 @@ def test_daemon_stop_leaves_an_unrelated_pid_alone(tmp_path):
         bystander.wait()
 
 
-# -- 3. crash-safe queue ----------------------------------------------------------------------------
+# -- 3. crash-safe queue -----
 def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, tiny):
     old = spawn_daemon(tmp_path)
     client = old.client(timeout=30)
@@ -326,7 +326,7 @@ def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, 
         new.stop()
 
 
-# -- 6. logs -----------------------------------------------------------------------------------------
+# -- 6. logs -----
 def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(daemon):
     raw = zmq.Context.instance().socket(zmq.DEALER)
     raw.plain_username = keys.LOCAL_USER.encode()
