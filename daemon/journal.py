@@ -1,8 +1,11 @@
 """The crash-safe job journal: sqlite3 in WAL mode, in the daemon's state folder.
 
 A job is written here (inputs, options, owner) before the client hears ``accepted``; its
-images arrive chunk by chunk straight into blobs (``zeroblob`` then incremental blob I/O),
-so an upload in progress holds no pixels in memory. A running job's best image so far is
+input images arrive chunk by chunk straight into files the database indexes (one folder
+per job beside the database, written with pwrite and fsync'd before the job is marked
+queued), so an upload in progress holds no pixels in memory. Blobs were tried first:
+incremental blob I/O moved 1152 MiB in 159 s on the 2-core machine, 7 MB/s, against
+the disk's speed for plain files. A running job's best image so far is
 kept as a checkpoint, and results and failures stay until their retention ends. After a
 ``kill -9`` the next daemon reads the journal back and finishes what was accepted.
 
@@ -14,6 +17,8 @@ Only the server's loop thread uses a Journal.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -45,7 +50,8 @@ CREATE TABLE IF NOT EXISTS images (
     width INTEGER NOT NULL, height INTEGER NOT NULL,
     channels INTEGER NOT NULL, depth INTEGER NOT NULL,
     iteration INTEGER NOT NULL DEFAULT 0,
-    data BLOB NOT NULL,
+    data BLOB,                      -- checkpoints and results
+    file TEXT,                      -- inputs: the file name in the job's folder
     PRIMARY KEY (job_id, role, idx)
 );
 """
@@ -70,6 +76,8 @@ class Journal:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.files = path.with_suffix(".d")  # one folder of input files per job
+        self.files.mkdir(exist_ok=True)
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -89,7 +97,12 @@ class Journal:
         meta: dict,
         descriptors: Sequence[Sequence[int]],
     ) -> None:
-        """A job row in state ``uploading`` and an empty blob per input image."""
+        """A job row in state ``uploading`` and an empty (sparse) file per input image."""
+        folder = self.files / job_id
+        folder.mkdir()
+        for i, (w, h, c, d) in enumerate(descriptors):
+            with open(folder / f"{i}.raw", "wb") as f:
+                f.truncate(w * h * c * d // 8)
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -99,18 +112,29 @@ class Journal:
             )
             for i, (w, h, c, d) in enumerate(descriptors):
                 self.db.execute(
-                    "INSERT INTO images (job_id, role, idx, width, height, channels, depth, data) "
-                    "VALUES (?, 'input', ?, ?, ?, ?, ?, zeroblob(?))",
-                    (job_id, i, w, h, c, d, w * h * c * d // 8),
+                    "INSERT INTO images (job_id, role, idx, width, height, channels, depth, file) "
+                    "VALUES (?, 'input', ?, ?, ?, ?, ?, ?)",
+                    (job_id, i, w, h, c, d, f"{i}.raw"),
                 )
 
     def write_chunk(self, job_id: str, idx: int, offset: int, data) -> None:
-        row = self.db.execute(
-            "SELECT rowid FROM images WHERE job_id=? AND role='input' AND idx=?", (job_id, idx)
-        ).fetchone()
-        with self.db.blobopen("images", "data", row[0]) as blob:
-            blob.seek(offset)
-            blob.write(data)
+        fd = os.open(self.files / job_id / f"{idx}.raw", os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
+    def commit_inputs(self, job_id: str) -> None:
+        """Make the uploaded files durable, then mark the job queued: only now may the
+        client hear ``accepted``."""
+        folder = self.files / job_id
+        for name in os.listdir(folder):
+            fd = os.open(folder / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.set_state(job_id, "queued")
 
     def set_state(self, job_id: str, state: str) -> None:
         self.db.execute("UPDATE jobs SET state=? WHERE id=?", (state, job_id))
@@ -129,6 +153,7 @@ class Journal:
             self.db.execute(
                 "DELETE FROM images WHERE job_id=? AND role IN ('input', 'checkpoint')", (job_id,)
             )
+        shutil.rmtree(self.files / job_id, ignore_errors=True)
 
     def save_failure(self, job_id: str, state: str, code: str, message: str) -> None:
         with self.db:
@@ -138,12 +163,14 @@ class Journal:
                 (state, time.time(), code, message, job_id),
             )
             self.db.execute("DELETE FROM images WHERE job_id=?", (job_id,))
+        shutil.rmtree(self.files / job_id, ignore_errors=True)
 
     def delete(self, job_id: str) -> None:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM images WHERE job_id=?", (job_id,))
             self.db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        shutil.rmtree(self.files / job_id, ignore_errors=True)
 
     def _put_image(
         self, job_id: str, role: str, idx: int, image: RawImage, iteration: int = 0
@@ -168,11 +195,16 @@ class Journal:
     # -- reading --------------------------------------------------------------------------
     def images(self, job_id: str, role: str) -> list[RawImage]:
         rows = self.db.execute(
-            "SELECT width, height, channels, depth, data FROM images "
+            "SELECT width, height, channels, depth, data, file FROM images "
             "WHERE job_id=? AND role=? ORDER BY idx",
             (job_id, role),
         ).fetchall()
-        return [RawImage(w, h, c, d, data) for w, h, c, d, data in rows]
+        out = []
+        for w, h, c, d, data, name in rows:
+            if name is not None:
+                data = (self.files / job_id / name).read_bytes()
+            out.append(RawImage(w, h, c, d, data))
+        return out
 
     def checkpoint(self, job_id: str) -> tuple[int, RawImage] | None:
         row = self.db.execute(
@@ -208,6 +240,13 @@ class Journal:
                 )
             )
         return out
+
+    def sweep(self) -> None:
+        """Remove input folders no job row names (a crash between mkdir and insert)."""
+        known = {r[0] for r in self.db.execute("SELECT id FROM jobs")}
+        for folder in self.files.iterdir():
+            if folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def max_serial(self) -> int:
         row = self.db.execute("SELECT MAX(serial) FROM jobs").fetchone()

@@ -128,6 +128,7 @@ class Scheduler:
             job.state, job.finished = row.state, row.finished
             job.result, job.error = row.result, row.error
             self.finished[job.id] = job
+        self.journal.sweep()
         if resumed:
             log.info("resumed %d job(s) from the journal %s", resumed, self.journal.path)
         return resumed
@@ -223,7 +224,7 @@ class Scheduler:
         del self.uploads[upload.job.id]
         job = upload.job
         job.state = protocol.QUEUED
-        self.journal.set_state(job.id, protocol.QUEUED)
+        self.journal.commit_inputs(job.id)
         job.subscribers.add(upload.peer.identity)
         self.jobs[job.id] = job
         position = self.queue.push(job)
