@@ -286,7 +286,7 @@ def limits_bench(queued: list[int]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=128, help="job long edge in px")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--limits", action="store_true", help="the floods and queue costs only")

@@ -11,6 +11,7 @@ records and the journal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -172,6 +173,7 @@ class Server:
     def serve(self) -> None:
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
         resumed = self.scheduler.recover()
         self.backend.start(self._report)
         if resumed:
@@ -185,9 +187,9 @@ class Server:
         try:
             while not self._stopping.is_set():
                 try:
-                    ready = dict(poller.poll(HOUSEKEEPING_S * 1000))
+                    ready = dict(poller.poll(int(HOUSEKEEPING_S * 1000)))
                 except zmq.ZMQError as exc:
-                    if exc.errno == zmq.EINTR:
+                    if exc.errno == errno.EINTR:
                         continue
                     raise
                 if self._zap is not None and self._zap.sock in ready:

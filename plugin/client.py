@@ -479,6 +479,8 @@ class Client:
 
     def _receive(self, timeout: float) -> bool:
         """Handle at most one incoming message; False if none came within ``timeout``."""
+        if self._conn is None:
+            raise self._lost("is not connected")
         sock = self._conn.socket
         if not sock.poll(int(max(0.0, timeout) * 1000)):
             return False
@@ -497,14 +499,16 @@ class Client:
 
     def _dispatch(self, msg: protocol.Message) -> None:
         kind, req = msg.type, msg.req
+        conn = self._conn
+        assert conn is not None  # _receive checked
         if kind == protocol.CREDIT_MSG:
             if req in self._credit:
                 self._credit[req] += msg["credit"]
             return
         if kind == protocol.PONG:
-            if msg["instance"] != self._conn.instance and self._conn.instance:
+            if msg["instance"] != conn.instance and conn.instance:
                 # A restarted daemon resumes its journalled jobs: follow them again.
-                self._conn.instance = msg["instance"]
+                conn.instance = msg["instance"]
                 for job_id in sorted(self._watching):
                     self._reattach[self._send(protocol.ATTACH, {"job_id": job_id})] = job_id
             if req == self._ping_req:

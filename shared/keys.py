@@ -18,6 +18,7 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
+from zmq.utils import z85
 
 from impasto.shared import paths
 from impasto.shared.errors import BAD_OPTIONS, ImpastoError
@@ -90,6 +91,14 @@ def load_keypair(path: Path | str) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
+def secret_keypair(path: Path | str) -> tuple[bytes, bytes]:
+    """(public, secret) from a .key_secret file; KeyFileError if it holds no secret."""
+    public, secret = load_keypair(path)
+    if secret is None:
+        raise KeyFileError(f"{path} holds no secret key")
+    return public, secret
+
+
 def public_key(path: Path | str) -> str:
     """The Z85 public key in a key file, as text (what 'impasto keys show' prints)."""
     return load_keypair(path)[0].decode()
@@ -101,10 +110,7 @@ def server_keypair(directory: Path | None = None, create: bool = False) -> tuple
     secret_file = directory / f"{SERVER}.key_secret"
     if not secret_file.exists() and create:
         create_keypair(SERVER, directory)
-    public, secret = load_keypair(secret_file)
-    if secret is None:
-        raise KeyFileError(f"{secret_file} holds no secret key")
-    return public, secret
+    return secret_keypair(secret_file)
 
 
 def client_keys_or_none(directory: Path | None = None) -> tuple[bytes, bytes, bytes] | None:
@@ -117,7 +123,7 @@ def client_keys_or_none(directory: Path | None = None) -> tuple[bytes, bytes, by
     server_public = directory / f"{SERVER}.key"
     if not client_secret.exists() or not server_public.exists():
         return None
-    public, secret = load_keypair(client_secret)
+    public, secret = secret_keypair(client_secret)
     return public, secret, load_keypair(server_public)[0]
 
 
@@ -133,7 +139,7 @@ def authorize(public_key_or_file: str | Path, name: str, directory: Path | None 
     if len(key) != 40:
         raise KeyFileError(f"a CURVE public key is 40 Z85 characters, got {len(key)}")
     try:
-        zmq.utils.z85.decode(key)
+        z85.decode(key)
     except Exception:
         raise KeyFileError("the public key is not valid Z85 text") from None
     directory.mkdir(parents=True, exist_ok=True)
@@ -168,7 +174,7 @@ def authorized_keys(directory: Path | None = None) -> dict[str, str]:
     for p in sorted(directory.glob("*.key")):
         try:
             public = load_keypair(p)[0]
-            zmq.utils.z85.decode(public)
+            z85.decode(public)
             if len(public) != 40:
                 raise KeyFileError(f"key file {p}: the public key is not 40 Z85 characters")
         except Exception as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -378,7 +378,7 @@ def decode(
             req,
         )
     msg_type = header.get("t")
-    if msg_type not in expect:
+    if not isinstance(msg_type, str) or msg_type not in expect:
         shown = msg_type if isinstance(msg_type, str) else type(msg_type).__name__
         raise ProtocolError(f"unknown message type {shown!r}"[:300], req=req)
     try:
@@ -442,7 +442,9 @@ def _decode_images(
     for i, (desc, frame) in enumerate(zip(descriptors, frames, strict=True)):
         width, height, channels, depth = _descriptor(msg_type, i, desc, max_pixels)
         try:
-            images.append(RawImage(width, height, channels, depth, memoryview(frame)))
+            # RawImage takes any buffer; a memoryview keeps the frame zero-copy.
+            pixels = cast(bytes, memoryview(frame))
+            images.append(RawImage(width, height, channels, depth, pixels))
         except ImageError as exc:
             raise ProtocolError(f"{msg_type}: image {i}: {exc}", BAD_IMAGE) from None
     return images

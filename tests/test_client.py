@@ -65,7 +65,9 @@ def test_a_daemon_of_another_protocol_version_gets_a_clear_error():
     ctx = zmq.Context()
     auth = ThreadAuthenticator(ctx)  # the client speaks PLAIN with its local token
     auth.start()
-    auth.configure_plain(domain="*", passwords={keys.LOCAL_USER: keys.local_token(create=True)})
+    auth.configure_plain(
+        domain="*", passwords={keys.LOCAL_USER: keys.local_token(create=True) or ""}
+    )
     router = ctx.socket(zmq.ROUTER)
     router.plain_server = True
     port = router.bind_to_random_port("tcp://127.0.0.1")
@@ -75,7 +77,7 @@ def test_a_daemon_of_another_protocol_version_gets_a_clear_error():
             identity, request = router.recv_multipart()
             req = msgpack.unpackb(request)["req"]
             reply = {"v": protocol.VERSION + 1, "t": "welcome", "req": req}
-            router.send_multipart([identity, msgpack.packb(reply)])
+            router.send_multipart([identity, bytes(msgpack.packb(reply) or b"")])
 
     thread = threading.Thread(target=other_daemon)
     thread.start()

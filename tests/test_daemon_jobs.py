@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,9 @@ def events_until_first(client: Client, job_id: str, kind, timeout=60.0):
 def test_submit_streams_progress_frames_then_the_result(client, tubingen, style):
     content16 = load(tubingen, depth=16)
     events = []
-    job = client.submit(content16, [style], JobOptions(**FAST), frame_size=32, frame_depth=8)
+    job = client.submit(
+        content16, [style], JobOptions.from_dict(FAST), frame_size=32, frame_depth=8
+    )
     result = client.wait(job, on_event=events.append, timeout=120)
 
     assert isinstance(events[0], Accepted) and events[0].job_id == job
@@ -68,7 +71,7 @@ def test_submit_streams_progress_frames_then_the_result(client, tubingen, style)
 
 def test_three_clients_at_once_each_get_their_own_result(daemon, content, style, grace_hopper):
     contents = [content, load(grace_hopper), RawImage.from_numpy(content.to_numpy()[:, ::-1])]
-    results: dict[int, object] = {}
+    results: dict[int, Any] = {}
 
     def run(i: int) -> None:
         c = daemon.client(timeout=10)
@@ -86,6 +89,7 @@ def test_three_clients_at_once_each_get_their_own_result(daemon, content, style,
     for t in threads:
         t.join(240)
     assert sorted(results) == [0, 1, 2], results
+    assert all(isinstance(r, tuple) for r in results.values()), results
     for i, (job, result) in results.items():
         assert result.job_id == job
         assert (result.image.width, result.image.height) == (contents[i].width, contents[i].height)

@@ -133,7 +133,7 @@ def write_keys(daemon_config, client_dir, listed: bool, name: str = "laptop"):
     client_public = keys.create_keypair("client", client_dir)
     if listed:
         keys.authorize(client_public, name, daemon_config / "impasto" / "authorized_keys")
-    client_public, client_secret = keys.load_keypair(client_dir / "client.key_secret")
+    client_public, client_secret = keys.secret_keypair(client_dir / "client.key_secret")
     return client_public, client_secret, server_public.encode()
 
 

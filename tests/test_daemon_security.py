@@ -107,10 +107,10 @@ def curve_daemon(tmp_path_factory):
     for name in ("alice", "bob"):
         public_file = keys.create_keypair("client", root / name)
         keys.authorize(public_file, name, config / "authorized_keys")
-        public, secret = keys.load_keypair(root / name / "client.key_secret")
+        public, secret = keys.secret_keypair(root / name / "client.key_secret")
         identities[name] = (public, secret, server_public.encode())
     daemon = spawn_daemon(root, "--curve", env=env, wait=False)
-    daemon.identities = identities
+    daemon.identities = identities  # pyright: ignore[reportAttributeAccessIssue]
     client = Client(daemon.endpoint, timeout=60, curve_keys=identities["alice"])
     client.status()  # waits for the daemon to answer
     client.close()
@@ -201,7 +201,7 @@ def test_sigterm_is_prompt_with_a_malformed_key_file(tmp_path):
     public_file = keys.create_keypair("client", tmp_path / "me")
     keys.authorize(public_file, "me", allowed)
     daemon = spawn_daemon(tmp_path, "--curve", "--no-warmup", env=env, wait=False)
-    public, secret = keys.load_keypair(tmp_path / "me" / "client.key_secret")
+    public, secret = keys.secret_keypair(tmp_path / "me" / "client.key_secret")
     server_file = tmp_path / "config" / "impasto" / "keys" / "server.key"
     deadline = time.monotonic() + 60
     while not server_file.exists() and time.monotonic() < deadline:
@@ -245,7 +245,7 @@ def test_big_submits_and_stalled_uploads_stay_under_the_caps(tmp_path, tiny):
         big = [[4096, 4096, 4, 16]] * 9
         raw = zmq.Context.instance().socket(zmq.DEALER)
         raw.plain_username = keys.LOCAL_USER.encode()
-        raw.plain_password = keys.local_token().encode()
+        raw.plain_password = (keys.local_token() or "").encode()
         raw.connect(daemon.endpoint)
         submit = {"req": 1, "options": {"size": 64}, "n_styles": 8, "img": big}
         raw.send_multipart(protocol.encode(protocol.SUBMIT, submit))
@@ -266,7 +266,7 @@ def test_big_submits_and_stalled_uploads_stay_under_the_caps(tmp_path, tiny):
         for _ in range(20):
             s = zmq.Context.instance().socket(zmq.DEALER)
             s.plain_username = keys.LOCAL_USER.encode()
-            s.plain_password = keys.local_token().encode()
+            s.plain_password = (keys.local_token() or "").encode()
             s.connect(daemon.endpoint)
             s.send_multipart(
                 [protocol.encode(protocol.STATUS, {"req": 1})[0], bytes(50 << 20)], zmq.NOBLOCK
@@ -330,7 +330,7 @@ def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, 
 def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(daemon):
     raw = zmq.Context.instance().socket(zmq.DEALER)
     raw.plain_username = keys.LOCAL_USER.encode()
-    raw.plain_password = keys.local_token().encode()
+    raw.plain_password = (keys.local_token() or "").encode()
     raw.connect(daemon.endpoint)
     before = daemon.log_text.count("refused")
     for i in range(500):

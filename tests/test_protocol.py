@@ -265,7 +265,7 @@ def test_fuzzed_messages_only_ever_raise_protocol_errors():
             h = header(frames)
             key = rng.choice([*h.keys(), "img", "zz"])
             h[key] = rng.choice([None, -1, 2**63, "x", [], {}, [[1]], 1.5, True, b"\x00"])
-            frames[0] = msgpack.packb(h)
+            frames[0] = bytes(msgpack.packb(h) or b"")
         try:
             protocol.decode(frames)
             outcomes["ok"] += 1
