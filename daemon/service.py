@@ -62,6 +62,13 @@ class PidLock:
         os.fsync(fd)
         self.fd = fd
 
+    def mark_ready(self) -> None:
+        """Add a ``ready`` line once the socket is bound: how ``impasto daemon start``
+        knows a CURVE daemon it cannot talk to (no authorised key here) is serving."""
+        if self.fd is not None:
+            os.write(self.fd, b"ready\n")
+            os.fsync(self.fd)
+
     def release(self) -> None:
         if self.fd is None:
             return
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    lock.mark_ready()
     print(f"impasto-daemon: serving {endpoint} (pid {os.getpid()}, log {log_path})", flush=True)
     log.info("daemon pid %d serving %s, devices %s", os.getpid(), endpoint, devices)
     try:

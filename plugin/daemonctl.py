@@ -163,6 +163,19 @@ def daemon_pid_to_signal(endpoint: str) -> int | None:
     return pid
 
 
+def bound(endpoint: str) -> int | None:
+    """The pid of a daemon that holds the endpoint's lock and has bound its socket (its
+    lock file says ``ready``), even one this machine cannot talk to (CURVE)."""
+    lock = paths.lock_file(endpoint)
+    try:
+        lines = lock.read_text().split("\n")
+    except OSError:
+        return None
+    if "ready" not in lines or not lock_is_held(lock):
+        return None
+    return daemon_pid(endpoint)
+
+
 def stop(endpoint: str | None = None, timeout: float = 30.0) -> bool:
     """Stop the daemon: a shutdown request, else SIGTERM to the pid in its lock file, if
     that lock is held and the pid is an Impasto daemon.

@@ -341,3 +341,27 @@ def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(daemon):
         assert reply["code"] == errors.VERSION_MISMATCH  # `true` is not version 1
     raw.close(0)
     assert daemon.log_text.count("refused") - before <= 2 * 20 + 2
+
+
+def test_daemon_start_on_a_non_loopback_address_reports_readiness(tmp_path):
+    """A CURVE-only daemon this machine has no key for is still seen to be serving (its
+    lock says ready); `daemon stop` then signals it, the lock being held and ours."""
+    from tests.daemon_fixture import free_port
+
+    endpoint = f"tcp://0.0.0.0:{free_port()}"
+    env = daemon_env(tmp_path)
+    cli = [sys.executable, "-m", "impasto.cli.main", "daemon"]
+    start = time.monotonic()
+    run = subprocess.run(
+        [*cli, "start", "--endpoint", endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "started" in run.stdout and time.monotonic() - start < 40
+    stop = subprocess.run(
+        [*cli, "stop", "--endpoint", endpoint], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
