@@ -39,7 +39,7 @@ from impasto.plugin.client import Client, Progress  # noqa: E402
 from impasto.shared import protocol  # noqa: E402
 from impasto.shared.errors import ImpastoError  # noqa: E402
 from impasto.shared.rawimage import RawImage  # noqa: E402
-from tests.daemon_fixture import daemon_env, spawn_daemon  # noqa: E402
+from tests.daemon_fixture import daemon_env, local_dealer, spawn_daemon  # noqa: E402
 
 COLD_SCRIPT = r"""
 import sys, time
@@ -169,17 +169,6 @@ def daemon_upload(client: Client, image: RawImage, repeat: int) -> float:
 
 def rss(client: Client) -> float:
     return client.status()["memory"]["rss_mb"]
-
-
-def local_dealer(endpoint: str) -> zmq.Socket:
-    from impasto.shared import keys
-
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.plain_username = keys.LOCAL_USER.encode()
-    sock.plain_password = (keys.local_token() or "").encode()
-    sock.connect(endpoint)
-    return sock
 
 
 def limits_bench(queued: list[int]) -> None:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import zmq
 
-from impasto.plugin.client import Client, Progress
+from impasto.plugin.client import Client
 from impasto.shared import errors, keys
 from impasto.shared.errors import ImpastoError
 from impasto.shared.rawimage import RawImage
-from tests.daemon_fixture import daemon_env, free_port, spawn_daemon
+from tests.daemon_fixture import daemon_env, first_progress, free_port, spawn_daemon
 
 LONG_JOB = {"size": 64, "scales": 1, "iterations": 500, "frames": 0}
 
@@ -25,14 +25,6 @@ def pictures():
     return RawImage.from_numpy(rng.random((48, 64, 3))), RawImage.from_numpy(
         rng.random((64, 64, 3))
     )
-
-
-def first_progress(client: Client, job: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(isinstance(e, Progress) and e.job_id == job for e in client.poll(0.5)):
-            return
-    raise AssertionError("no progress")
 
 
 def test_a_second_daemon_on_the_same_endpoint_refuses_and_says_so(tmp_path):

@@ -9,22 +9,17 @@ import time
 
 import msgpack
 import pytest
-import zmq
 
-from impasto.shared import errors, keys, protocol
+from impasto.shared import errors, protocol
 from impasto.shared.options import JobOptions
-from tests.daemon_fixture import spawn_daemon
+from tests.daemon_fixture import local_dealer, spawn_daemon
 
 
 class Raw:
     """A bare DEALER socket with the local token: sends whatever frames a test builds."""
 
     def __init__(self, endpoint: str):
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.plain_username = keys.LOCAL_USER.encode()
-        self.sock.plain_password = (keys.local_token() or "").encode()
-        self.sock.connect(endpoint)
+        self.sock = local_dealer(endpoint)
 
     def send(self, frames) -> None:
         self.sock.send_multipart(frames)

@@ -15,11 +15,11 @@ import pytest
 import zmq
 
 from impasto.plugin import daemonctl
-from impasto.plugin.client import Client, Progress
+from impasto.plugin.client import Client
 from impasto.shared import errors, keys, paths, protocol
 from impasto.shared.errors import ImpastoError
 from impasto.shared.rawimage import RawImage
-from tests.daemon_fixture import daemon_env, spawn_daemon
+from tests.daemon_fixture import daemon_env, first_progress, free_port, local_dealer, spawn_daemon
 
 LONG = {"size": 64, "scales": 1, "iterations": 500, "frames": 0}
 SHORT = {"size": 32, "scales": 1, "iterations": 3, "frames": 0}
@@ -29,14 +29,6 @@ SHORT = {"size": 32, "scales": 1, "iterations": 3, "frames": 0}
 def tiny():
     rng = np.random.default_rng(15)
     return RawImage.from_numpy(rng.random((32, 32, 3)).astype(np.float32))
-
-
-def first_progress(client: Client, job: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(isinstance(e, Progress) and e.job_id == job for e in client.poll(0.5)):
-            return
-    raise AssertionError("no progress")
 
 
 def refusal(client: Client, tiny: RawImage, options: dict) -> ImpastoError:
@@ -243,10 +235,7 @@ def test_big_submits_and_stalled_uploads_stay_under_the_caps(tmp_path, tiny):
         before = rss_mb(client)
         # the most styles (8) at 4096x4096, 16-bit RGBA: 1152 MiB, over the 512 MiB cap
         big = [[4096, 4096, 4, 16]] * 9
-        raw = zmq.Context.instance().socket(zmq.DEALER)
-        raw.plain_username = keys.LOCAL_USER.encode()
-        raw.plain_password = (keys.local_token() or "").encode()
-        raw.connect(daemon.endpoint)
+        raw = local_dealer(daemon.endpoint)
         submit = {"req": 1, "options": {"size": 64}, "n_styles": 8, "img": big}
         raw.send_multipart(protocol.encode(protocol.SUBMIT, submit))
         assert raw.poll(10_000)
@@ -264,10 +253,7 @@ def test_big_submits_and_stalled_uploads_stay_under_the_caps(tmp_path, tiny):
         # 20 connections announcing 134 MB frames: dropped by libzmq before buffering
         flood = []
         for _ in range(20):
-            s = zmq.Context.instance().socket(zmq.DEALER)
-            s.plain_username = keys.LOCAL_USER.encode()
-            s.plain_password = (keys.local_token() or "").encode()
-            s.connect(daemon.endpoint)
+            s = local_dealer(daemon.endpoint)
             s.send_multipart(
                 [protocol.encode(protocol.STATUS, {"req": 1})[0], bytes(50 << 20)], zmq.NOBLOCK
             )
@@ -328,13 +314,10 @@ def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, 
 
 # -- 6. logs -----
 def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(daemon):
-    raw = zmq.Context.instance().socket(zmq.DEALER)
-    raw.plain_username = keys.LOCAL_USER.encode()
-    raw.plain_password = (keys.local_token() or "").encode()
-    raw.connect(daemon.endpoint)
+    raw = local_dealer(daemon.endpoint)
     before = daemon.log_text.count("refused")
     for i in range(500):
-        raw.send_multipart([msgpack.packb({"v": True, "t": "hello", "req": i})])
+        raw.send_multipart([bytes(msgpack.packb({"v": True, "t": "hello", "req": i}) or b"")])
     for _ in range(500):
         assert raw.poll(10_000)
         reply = protocol.decode(raw.recv_multipart(), protocol.REPLIES, None)
@@ -346,8 +329,6 @@ def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(daemon):
 def test_daemon_start_on_a_non_loopback_address_reports_readiness(tmp_path):
     """A CURVE-only daemon this machine has no key for is still seen to be serving (its
     lock says ready); `daemon stop` then signals it, the lock being held and ours."""
-    from tests.daemon_fixture import free_port
-
     endpoint = f"tcp://0.0.0.0:{free_port()}"
     env = daemon_env(tmp_path)
     cli = [sys.executable, "-m", "impasto.cli.main", "daemon"]
