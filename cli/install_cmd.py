@@ -11,9 +11,12 @@ NAMES = {"krita": "Krita", "gimp": "GIMP 3"}
 
 
 def run(args: argparse.Namespace) -> int:
+    importlib.import_module("impasto.plugin.daemonctl").record_daemon_command()  # for auto-start
     installer = importlib.import_module(INSTALLERS[args.editor])
     dest = Path(args.dest).expanduser() if args.dest else None
     name = NAMES[args.editor]
+    for found in installer.find():  # which editor (and Python) the install is for
+        print(f"found {found.describe()}")
     if args.check:
         problems = installer.check(dest)
         if not problems:

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from impasto.cli.options_args import add_engine_arguments
+from impasto.cli.package_cmd import add_parser as add_package_plugin
 from impasto.shared.errors import DAEMON_UNAVAILABLE, ImpastoError
 
 # Exit codes scripts can rely on.
@@ -50,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_stylize(sub)
+    _add_stylize_sequence(sub)
     _add_demo(sub)
     _add_daemon(sub)
     _add_install_plugin(sub)
+    add_package_plugin(sub, _formatter)
     _add_keys(sub)
     return parser
 
@@ -90,6 +93,47 @@ def _add_stylize(sub) -> None:
     p.add_argument("--gif", metavar="OUT.gif", help="also save the progress as an animated GIF")
     _add_run_arguments(p)
     p.set_defaults(handler="impasto.cli.stylize:run")
+
+
+def _add_stylize_sequence(sub) -> None:
+    from impasto.cli.sequence import add_sequence_arguments
+
+    p = sub.add_parser(
+        "stylize-sequence",
+        help="paint an animation frame by frame without the texture flickering",
+        formatter_class=_formatter,
+        description=textwrap.dedent("""\
+            Paint the frames of an animation in the style of STYLE (the last argument),
+            each frame starting from the previous one moved along the optical flow, and
+            held to it where the motion is reliable (Ruder, Dosovitskiy & Brox 2016).
+
+            examples:
+              impasto stylize-sequence frames/*.png starry_night.jpg -o out/
+              impasto stylize-sequence clip.gif starry_night.jpg -o clip_starry.gif
+              impasto stylize-sequence frames/*.png --style a.jpg --style b.jpg \\
+                  --style-blend 0.7 0.3 -o out/ --gif out.gif
+
+            Frames are written as they finish; Ctrl-C keeps the finished ones.
+            """),
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="FRAME", help="frame images (or one GIF), then the style"
+    )
+    p.add_argument(
+        "--style", action="append", metavar="FILE", help="style image (repeat to blend styles)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="stylized-frames",
+        help="folder for the frames, or a .gif (default: stylized-frames)",
+    )
+    p.add_argument("--gif", metavar="OUT.gif", help="also write the frames as an animated GIF")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(p)
+    add_sequence_arguments(p)
+    p.set_defaults(handler="impasto.cli.sequence:run")
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -178,3 +178,65 @@ class NeuralStyleTransfer:
         # Coarse scales report smaller frames; one size makes them a GIF or video as is.
         size = frames[-1].size if frames else None
         return [f if f.size == size else f.resize(size, Image.Resampling.LANCZOS) for f in frames]
+
+
+# -- animations ---------------------------------------------------------------------------
+def stylize_sequence(
+    frames: Any,
+    style_image: Any,
+    *,
+    temporal_weight: float | None = None,
+    warm_iterations: int | None = None,
+    flow: str = "dis",
+    independent: bool = False,
+    on_frame: Any = None,
+    cancel: Any = None,
+    **options: Any,
+) -> list:
+    """Stylise an animation, each frame following the previous one (Ruder et al. 2016).
+
+        frames = stylize_sequence("clip.gif", "starry.jpg", size=256)
+        frames[0].save("clip_starry.gif", save_all=True, append_images=frames[1:])
+
+    ``frames`` is one animated file (GIF) or an iterable of images (paths, PIL images or
+    arrays), read one at a time. Returns one PIL image per finished frame;
+    ``on_frame(index, image)`` is called as each finishes. A ``CancelToken`` passed as
+    ``cancel`` stops the run early, keeping the finished frames. Other keywords are
+    JobOptions fields (``size``, ``iterations`` for the first frame, ``strength``...).
+    """
+    from PIL import Image
+
+    from impasto.shared.animation import FrameSource
+    from impasto.shared.sequence import SequenceOptions
+
+    from .engine.sequence import stylise_sequence
+
+    if isinstance(frames, str | os.PathLike):
+        source = FrameSource([Path(frames)])
+        frames = (f.to_numpy() for f in source)
+    styles = style_image if isinstance(style_image, list | tuple) else [style_image]
+    style_arrays = [to_array(s, f"style {i + 1}") for i, s in enumerate(styles)]
+    seq_values: dict[str, Any] = {"flow": flow, "independent": independent}
+    if temporal_weight is not None:
+        seq_values["temporal_weight"] = temporal_weight
+    if warm_iterations is not None:
+        seq_values["warm_iterations"] = warm_iterations
+    options.setdefault("frames", 0)
+    try:
+        opts = JobOptions(**options)
+        opts.validate()
+        sequence = SequenceOptions.from_dict(seq_values)
+    except TypeError as exc:
+        raise ImpastoError(f"unknown option: {exc}", BAD_OPTIONS) from exc
+    except OptionsError as exc:
+        raise ImpastoError(str(exc), BAD_OPTIONS) from exc
+    arrays = (to_array(f, f"frame {i + 1}") for i, f in enumerate(frames))
+    done: list = []
+    for item in stylise_sequence(_engine(), arrays, style_arrays, opts, sequence, cancel=cancel):
+        image = item.result.image
+        mode = "RGBA" if image.shape[2] == 4 else "RGB"
+        picture = Image.fromarray(np.round(image * 255).astype(np.uint8), mode)
+        done.append(picture)
+        if on_frame is not None:
+            on_frame(item.index, picture)
+    return done

@@ -2,12 +2,14 @@
 
 No torch here: the daemon runs in its own process, started detached so it outlives the
 editor that started it. Inside Krita or GIMP ``sys.executable`` is the editor, not
-Python, so the interpreter is configurable; without one we use ``impasto-daemon`` from
-PATH, or this interpreter when it is a Python.
+Python, and often one without torch: ``impasto install-plugin`` records the command
+that runs a daemon (``record_daemon_command``), which the plug-ins use to start one.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -24,19 +26,54 @@ from impasto.shared.errors import DAEMON_UNAVAILABLE, TIMEOUT, ImpastoError
 START_TIMEOUT = 60.0
 
 
+COMMAND_FILE = "daemon-command.json"  # in the config folder: how to run a daemon here
+
+
+def record_daemon_command(python: str | None = None, config_dir: Path | None = None) -> Path:
+    """Remember how to start a daemon on this machine: this interpreter (which has
+    torch) with ``-m impasto.daemon``. Called whenever ``impasto install-plugin`` runs,
+    because the editors' own Python (Krita's, GIMP's) usually has no torch."""
+    folder = Path(config_dir) if config_dir is not None else paths.config_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / COMMAND_FILE
+    command = [python or sys.executable, "-m", "impasto.daemon"]
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"command": command}, indent=1) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def recorded_command() -> list[str] | None:
+    """The command ``record_daemon_command`` wrote, if it still points at a program."""
+    try:
+        command = json.loads((paths.config_dir() / COMMAND_FILE).read_text())["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not command or not all(isinstance(a, str) for a in command):
+        return None
+    return command if Path(command[0]).exists() else None
+
+
 def daemon_command(endpoint: str, python: str | None = None, args: Sequence[str] = ()) -> list[str]:
-    """The command line that runs a daemon for ``endpoint`` in the foreground."""
+    """The command line that runs a daemon for ``endpoint`` in the foreground.
+
+    In order: the given interpreter, this interpreter when it is a Python that has
+    torch (the CLI), the recorded command (an editor), ``impasto-daemon`` on PATH."""
     tail = ["--endpoint", endpoint, *args]
     if python:
         return [python, "-m", "impasto.daemon", *tail]
-    if "python" in Path(sys.executable).name.lower():
+    if "python" in Path(sys.executable).name.lower() and importlib.util.find_spec("torch"):
         return [sys.executable, "-m", "impasto.daemon", *tail]
+    recorded = recorded_command()
+    if recorded:
+        return [*recorded, *tail]
     script = shutil.which("impasto-daemon")
     if script:
         return [script, *tail]
     raise ImpastoError(
-        "cannot start the Impasto daemon: no Python interpreter configured and no "
-        "'impasto-daemon' on PATH (install impasto with pip, or set the Python path)",
+        "cannot start the Impasto daemon: no start command recorded and no "
+        "'impasto-daemon' on PATH (run `impasto install-plugin` once from the Python "
+        "where impasto and torch are installed, or start it with `impasto daemon start`)",
         DAEMON_UNAVAILABLE,
     )
 
@@ -56,6 +93,59 @@ def status(endpoint: str | None = None, timeout: float = 2.0) -> dict[str, Any] 
         client.close()
 
 
+def _start_log(endpoint: str) -> Path:
+    return paths.state_dir() / f"daemon-{paths.endpoint_slug(endpoint)}.start.log"
+
+
+def launch(
+    endpoint: str,
+    python: str | None = None,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """Start a detached daemon process and return at once (a GUI keeps drawing);
+    ``launch_failure`` and a status request then tell how it is doing."""
+    endpoint = paths.check_endpoint(endpoint)
+    if not paths.is_loopback(endpoint):
+        raise ImpastoError(
+            f"{endpoint} is not on this machine: start the daemon there", DAEMON_UNAVAILABLE
+        )
+    cmd = daemon_command(endpoint, python, args)
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    with open(_start_log(endpoint), "wb") as out:
+        kwargs: dict[str, Any] = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | 0x00000008
+        else:
+            kwargs["start_new_session"] = True  # survives the editor's process group
+        try:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                close_fds=True,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise ImpastoError(
+                f"cannot start the Impasto daemon ({' '.join(cmd)}): {exc}", DAEMON_UNAVAILABLE
+            ) from None
+
+
+def launch_failure(proc: subprocess.Popen, endpoint: str) -> ImpastoError | None:
+    """None while the launched daemon lives; else an error with its last words."""
+    if proc.poll() is None:
+        return None
+    try:
+        words = _start_log(endpoint).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        words = []
+    last = words[-1] if words else f"exit status {proc.returncode}"
+    return ImpastoError(f"the Impasto daemon did not start: {last}", DAEMON_UNAVAILABLE)
+
+
 def start(
     endpoint: str | None = None,
     python: str | None = None,
@@ -73,39 +163,36 @@ def start(
     running = status(endpoint, timeout=1.0)
     if running is not None:
         return running
-    cmd = daemon_command(endpoint, python, args)
-    paths.state_dir().mkdir(parents=True, exist_ok=True)
-    start_log = paths.state_dir() / f"daemon-{paths.endpoint_slug(endpoint)}.start.log"
-    with open(start_log, "wb") as out:
-        kwargs: dict[str, Any] = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | 0x00000008
-        else:
-            kwargs["start_new_session"] = True  # survives the editor's process group
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            close_fds=True,
-            **kwargs,
-        )
+    # A daemon in the lock file that is slow to answer (a busy machine) is not none: wait
+    # for it instead of launching a second one that would only find the lock taken.
+    proc = None if _daemon_alive(endpoint) else launch(endpoint, python, args, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            words = start_log.read_text(errors="replace").strip().splitlines()
-            last = words[-1] if words else f"exit status {proc.returncode}"
-            raise ImpastoError(f"the Impasto daemon did not start: {last}", DAEMON_UNAVAILABLE)
+        failure = launch_failure(proc, endpoint) if proc is not None else None
+        if failure is not None:
+            raise failure
         info = status(endpoint, timeout=0.5)
         if info is not None:
             return info
         time.sleep(0.1)
+    pid = proc.pid if proc is not None else daemon_pid(endpoint)
     raise ImpastoError(
-        f"the Impasto daemon started (pid {proc.pid}) but did not answer on {endpoint} "
+        f"the Impasto daemon (pid {pid}) did not answer on {endpoint} "
         f"within {timeout:g}s; see {paths.log_file(endpoint)}",
         TIMEOUT,
     )
+
+
+def _daemon_alive(endpoint: str) -> bool:
+    """The lock file names a live process that is an Impasto daemon (not a reused pid)."""
+    pid = daemon_pid(endpoint)
+    if pid is None:
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc to ask (macOS): trust the live pid
+    return b"impasto" in command
 
 
 def daemon_pid(endpoint: str | None = None) -> int | None:
@@ -139,26 +226,13 @@ def lock_is_held(path: Path) -> bool:
     return False
 
 
-def is_our_daemon(pid: int) -> bool:
-    """True if ``pid`` runs impasto's daemon (its command line says so), where /proc
-    lets us look; elsewhere the held lock is the only evidence."""
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not Path("/proc/self/cmdline").exists():
-        return True
-    try:
-        words = cmdline.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return any(b"impasto.daemon" in w or w.endswith(b"impasto-daemon") for w in words)
-
-
 def daemon_pid_to_signal(endpoint: str) -> int | None:
     """The pid to SIGTERM, only if the lock is held and that pid is our daemon: a stale
     lock file (left by kill -9) may name a pid the system has since given to another
     program, which must never be signalled."""
     lock = paths.lock_file(endpoint)
     pid = daemon_pid(endpoint)
-    if pid is None or pid == os.getpid() or not lock_is_held(lock) or not is_our_daemon(pid):
+    if pid is None or pid == os.getpid() or not lock_is_held(lock) or not _daemon_alive(endpoint):
         return None
     return pid
 

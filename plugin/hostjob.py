@@ -2,23 +2,32 @@
 
 Krita and GIMP differ only in how they read and write layers and how they show a
 dialog; everything between "the artist pressed OK" and "here are the frames to insert"
-lives here. It runs inside the editors' own Python, so it needs only the standard
-library and the client (pyzmq + msgpack): no numpy, no Qt, no torch. Nothing here
-blocks unless asked to: a GUI timer calls ``pump`` and reads the status fields.
+lives here, and so does the policy both follow: what "frames" means, the size a region
+is sent at, the names of results (unique, "#2"), where a new result stacks, starting a
+local daemon, and the connection state a dialog shows. It runs inside the editors' own
+Python, so it needs only the standard library and the client (pyzmq + msgpack): no
+numpy, no Qt, no torch. Nothing here blocks unless asked to: a GUI timer calls ``pump``
+and reads the status fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from impasto.shared import errors
+from impasto.plugin import daemonctl
+from impasto.plugin.client import Accepted, Event, Failed, Progress, Result
+from impasto.shared import errors, paths
 from impasto.shared.errors import ImpastoError
-from impasto.shared.options import JobOptions, OptionsError
+from impasto.shared.options import DEFAULT_MAX_PIXELS, JobOptions, OptionsError
 from impasto.shared.rawimage import RawImage
 
 # What a dialog offers, under the CLI's option names. Editors start from this and
@@ -33,12 +42,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "tv_weight": JobOptions.tv_weight,
     "style_blend": None,
     "preserve_colors": "none",
-    "frames": 3,
+    "frames": 3,  # progress layers besides the final image
     "seed": None,
     # host-side settings, not job options
     "placement": "group",  # "group": a layer group of frames; "animation": keyframes
     "confine": "mask",  # a selection limits frames by a transparency "mask" or baked "alpha"
     "endpoint": None,  # None = the default local daemon
+    "autostart": True,  # start a local daemon when none answers (never a remote one)
 }
 
 # Settings the editors keep for themselves; options_from_settings passes over them.
@@ -58,8 +68,10 @@ GROUP_PREFIX = "Impasto – "
 
 # What to tell the artist, per error code, after the error's own message.
 ERROR_HINTS = {
-    errors.DAEMON_UNAVAILABLE: "Start the Impasto daemon with `impasto daemon start` "
-    "(or check the endpoint in the dialog's advanced settings), then try again.",
+    errors.DAEMON_UNAVAILABLE: "The plug-in starts a local daemon by itself once "
+    "`impasto install-plugin` has recorded how; otherwise start it with "
+    "`impasto daemon start`. For a daemon on another machine, check the endpoint "
+    "under Advanced in the dialog, then try again.",
     errors.VERSION_MISMATCH: "The daemon and this plug-in speak different protocol "
     "versions: update both (`pip install -U impasto`, then `impasto install-plugin`) and "
     "restart the daemon with `impasto daemon stop` and `impasto daemon start`.",
@@ -77,6 +89,11 @@ def describe_error(code: str, message: str) -> str:
     hint = ERROR_HINTS.get(code)
     text = message.strip() or code
     return f"{text}\n\n{hint}" if hint else text
+
+
+# The engine's ceiling on frames (JobOptions.validate), the final image included.
+MAX_ENGINE_FRAMES = 1000
+MAX_PROGRESS_FRAMES = MAX_ENGINE_FRAMES - 1
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -115,7 +132,9 @@ def options_from_settings(settings: dict[str, Any] | None = None) -> JobOptions:
     """JobOptions from dialog settings (CLI names), over the plug-in defaults.
 
     Values may be strings as editors store them; host-only keys (placement, endpoint)
-    are passed over; anything else unknown is an error naming the key.
+    are passed over; anything else unknown is an error naming the key. The dialogs'
+    ``frames`` counts progress layers besides the final image; the engine's counts
+    every image it sends, the last being the final one, hence one more.
     """
     merged: dict[str, Any] = {}
     for source in (DEFAULT_SETTINGS, settings or {}):
@@ -127,6 +146,9 @@ def options_from_settings(settings: dict[str, Any] | None = None) -> JobOptions:
             if name not in _FIELD_TYPES:
                 raise ImpastoError(f"option '{key}': unknown option", errors.BAD_OPTIONS)
             merged[name] = _coerce(name, value)
+    frames = merged.get("frames")
+    if isinstance(frames, int) and not isinstance(frames, bool) and frames > 0:
+        merged["frames"] = min(frames + 1, MAX_ENGINE_FRAMES)
     try:
         return JobOptions.from_dict(merged)
     except OptionsError as exc:
@@ -147,8 +169,14 @@ def style_display_name(style: str | PurePath) -> str:
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".kra", ".xcf"}
 
 
+def styles_label(styles: list[str | PurePath] | str) -> str:
+    """One run's style name from its style files or layers: "starry_night + wave"."""
+    names = [styles] if isinstance(styles, str | PurePath) else list(styles)
+    return " + ".join(style_display_name(s) for s in names) or "style"
+
+
 def group_layer_name(style_names: list[str] | str) -> str:
-    """The group that holds one run's frames: "Impasto – starry_night + wave"."""
+    """The group (or animated layer) holding one run's frames: "Impasto – starry_night"."""
     names = [style_names] if isinstance(style_names, str) else list(style_names)
     return GROUP_PREFIX + " + ".join(names or ["style"])
 
@@ -170,6 +198,163 @@ def frame_layer_name(
     return name
 
 
+# A frame layer as frame_layer_name (or a cancelled run) writes it, with the "#2" an
+# editor or unique_name may add.
+_FRAME_NAME = re.compile(
+    r" – (iteration \d+/\d+|final \(\d+ iterations\)|cancelled at \d+/\d+)"
+    r"( \(\d+ ms\))?( #\d+)?$"
+)
+
+
+def is_result_name(name: str) -> bool:
+    """True for the layers Impasto makes: its groups, animated layers and frame layers.
+
+    The dialogs leave these out of the style list, and a new run stacks above them."""
+    return name.startswith(GROUP_PREFIX) or _FRAME_NAME.search(name) is not None
+
+
+def unique_name(name: str, taken: set[str] | list[str]) -> str:
+    """``name``, or ``name #2``, ``#3``… when the document already has it."""
+    taken = set(taken)
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name} #{number}" in taken:
+        number += 1
+    return f"{name} #{number}"
+
+
+def insert_index(siblings_bottom_up: list[str], source_index: int) -> int:
+    """Index of the sibling a new result goes directly above.
+
+    The source itself, or the topmost of the Impasto results stacked directly on it:
+    a new run lands on top of the earlier ones (so it is what the artist sees) yet
+    stays below whatever the artist keeps above the source (line art, a signature),
+    which the top of the stack would cover."""
+    index = source_index
+    while index + 1 < len(siblings_bottom_up) and is_result_name(siblings_bottom_up[index + 1]):
+        index += 1
+    return index
+
+
+# -- the part of a layer being stylised -------------------------------------------------
+@dataclass
+class Region:
+    """The stylised part of a layer, in image coordinates; ``masked`` when a selection
+    limits it (the frames then get the selection as a mask or alpha)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    masked: bool = False
+
+
+@dataclass
+class ContentSource:
+    """A layer region not read yet: its size and how to read it at a smaller size.
+
+    The job reads it once it knows the daemon's pixel limit, so a size-capped run
+    never reads or sends more pixels than the daemon will use."""
+
+    width: int
+    height: int
+    read: Callable[[int, int], RawImage]
+
+
+def work_size(width: int, height: int, size: int | None, max_pixels: int) -> tuple[int, int]:
+    """The size a region is sent at: its long edge capped at ``size``, never enlarged;
+    an ImpastoError (image_too_large) if that is more than the daemon accepts."""
+    long_edge = max(width, height)
+    if size is not None and size < long_edge:
+        scale = size / long_edge
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    if width * height > max_pixels:
+        raise ImpastoError(
+            f"the layer region is {width}x{height} = {width * height:,} pixels, over the "
+            f"limit of {max_pixels:,} pixels the daemon accepts",
+            errors.IMAGE_TOO_LARGE,
+        )
+    return width, height
+
+
+# -- the daemon connection -------------------------------------------------------------
+# What a dialog shows about its daemon.
+CHECKING = "checking"
+CONNECTED = "connected"
+STARTING = "starting"
+UNREACHABLE = "not reachable"
+MISMATCH = "version mismatch"
+_STATE_OF_ERROR = {errors.DAEMON_UNAVAILABLE: UNREACHABLE, errors.VERSION_MISMATCH: MISMATCH}
+
+
+def daemon_listening(endpoint: str, timeout: float = 0.5) -> bool | None:
+    """Whether something listens on a local endpoint (a refused TCP connection answers
+    at once, where a ZeroMQ request would wait for its timeout); None for a remote one."""
+    if not paths.is_loopback(endpoint):
+        return None
+    scheme, _, rest = endpoint.partition("://")
+    if scheme == "ipc":
+        return os.path.exists(rest)
+    if scheme != "tcp":
+        return None
+    host, _, port = rest.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def probe_daemon(endpoint: str | None = None, timeout: float = 2.0) -> tuple[str, str]:
+    """(state, detail) of the daemon at ``endpoint``: blocks up to ``timeout``, so a
+    dialog calls it through ``ConnectionWatch``."""
+    from impasto.plugin.client import Client
+
+    endpoint = endpoint or paths.default_endpoint()
+    if daemon_listening(endpoint) is False:
+        return UNREACHABLE, f"no daemon at {endpoint}"
+    client = Client(endpoint, timeout=timeout, name="impasto-probe")
+    try:
+        info = client.connect()
+    except ImpastoError as exc:
+        return _STATE_OF_ERROR.get(exc.code, UNREACHABLE), exc.message
+    finally:
+        client.close()
+    return CONNECTED, f"Impasto {info.get('daemon', '?')} at {endpoint}"
+
+
+class ConnectionWatch:
+    """The daemon's state for a dialog, checked in a thread so the UI never waits."""
+
+    def __init__(self, timeout: float = 2.0):
+        self.timeout = timeout
+        self.state = CHECKING
+        self.detail = ""
+        self.endpoint: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def check(self, endpoint: str | None = None) -> None:
+        """Start a check (unless one is under way for the same endpoint)."""
+        endpoint = endpoint or paths.default_endpoint()
+        busy = self._thread is not None and self._thread.is_alive()
+        if busy and endpoint == self.endpoint:
+            return
+        if endpoint != self.endpoint:
+            self.state, self.detail = CHECKING, f"checking {endpoint}…"
+        self.endpoint = endpoint
+        self._thread = threading.Thread(target=self._run, args=(endpoint,), daemon=True)
+        self._thread.start()
+
+    def _run(self, endpoint: str) -> None:
+        try:
+            state, detail = probe_daemon(endpoint, self.timeout)
+        except (ValueError, ImpastoError) as exc:  # a malformed endpoint
+            state, detail = UNREACHABLE, str(exc)
+        if endpoint == self.endpoint:
+            self.state, self.detail = state, detail
+
+
 # -- the job ----------------------------------------------------------------------------
 @dataclass
 class JobFrame:
@@ -184,21 +369,26 @@ class JobFrame:
 class HostJob:
     """Drives one job through a ``Client`` without ever blocking the caller.
 
-    ``start`` submits; ``pump`` (from a GUI timer) reads the daemon's events and keeps
-    ``status_text``, ``fraction`` and ``eta`` current; ``frames`` grows as progress
-    frames arrive and ends with the final image. Errors land in ``error`` (an
-    ``ImpastoError``) and ``error_text`` (with advice), never as exceptions from pump.
+    ``start`` connects (starting a local daemon first when none answers and
+    ``autostart`` allows it) and submits; ``pump`` (from a GUI timer) reads the daemon's
+    events and keeps ``status_text``, ``fraction``, ``eta`` and ``connection`` current;
+    ``frames`` grows as progress frames arrive and ends with the final image. Errors
+    land in ``error`` (an ``ImpastoError``) and ``error_text`` (with advice), never as
+    exceptions from pump.
     """
 
     def __init__(
         self,
         client: Any,
-        content: RawImage,
+        content: RawImage | ContentSource,
         styles: list[RawImage],
         options: JobOptions,
         style_name: str = "style",
         init_image: RawImage | None = None,
         cancel_grace: float = 10.0,
+        autostart: bool = True,
+        python: str | None = None,
+        start_timeout: float = daemonctl.START_TIMEOUT,
     ):
         if not styles:
             raise ImpastoError("choose at least one style image", errors.BAD_OPTIONS)
@@ -209,13 +399,18 @@ class HostJob:
         self.style_name = style_name
         self.init_image = init_image
         self.cancel_grace = cancel_grace
+        self.autostart = autostart
+        self.python = python
+        self.start_timeout = start_timeout
         self.job_id: str | None = None
         self.frames: list[JobFrame] = []
-        self.result: Any = None  # the client's Result event
+        self.result: Result | None = None
         self.error: ImpastoError | None = None
         self.done = False
         self.cancelled = False
         self.cancel_requested = False
+        self.connection = CHECKING
+        self.daemon_started = False  # this job started the daemon
         self.status_text = "Not started"
         self.fraction = 0.0
         self.eta: float | None = None
@@ -224,6 +419,9 @@ class HostJob:
         self.losses: dict[str, float] = {}
         self.started_at: float | None = None
         self._cancel_at: float | None = None
+        self._launch: Any = None  # the daemon process this job started, until it answers
+        self._launch_deadline = 0.0
+        self._model_loading = False
 
     # -- control ------------------------------------------------------------------
     @property
@@ -237,21 +435,31 @@ class HostJob:
         return describe_error(self.error.code, self.error.message)
 
     def start(self) -> None:
-        """Submit the job; errors (e.g. no daemon) end the job at once with ``error``."""
+        """Connect and submit, or start a local daemon first; errors end the job at once."""
         if self.started_at is not None:
             return
         self.started_at = time.monotonic()
-        self.status_text = "Sending the image to the daemon…"
-        try:
-            if not getattr(self.client, "connected", True):
-                check_listening(getattr(self.client, "endpoint", ""))
-            self.job_id = self.client.submit(
-                self.content, self.styles, self.options, init_image=self.init_image
-            )
-        except ImpastoError as exc:
-            self._fail(exc)
+        endpoint = self.client.endpoint
+        if not self.client.connected and daemon_listening(endpoint) is False:
+            if not self.autostart:
+                self._fail(
+                    ImpastoError(
+                        f"no Impasto daemon is running at {endpoint}", errors.DAEMON_UNAVAILABLE
+                    )
+                )
+                return
+            try:
+                self._launch = daemonctl.launch(endpoint, python=self.python)
+            except ImpastoError as exc:
+                message = f"no Impasto daemon is running at {endpoint}, and {exc.message}"
+                self._fail(ImpastoError(message, exc.code))
+                return
+            self.daemon_started = True
+            self._launch_deadline = time.monotonic() + self.start_timeout
+            self.connection = STARTING
+            self.status_text = "Starting the daemon… loading the model"
             return
-        self.status_text = "Waiting for the daemon…"
+        self._submit()
 
     def cancel(self) -> None:
         """Ask the daemon to stop; the frames so far stay, the best image becomes final."""
@@ -276,13 +484,16 @@ class HostJob:
             self.start()
             if self.done:
                 return False
+        if self._launch is not None:
+            self._await_daemon(timeout)
+            return not self.done
         try:
             events = self.client.poll(timeout)
         except ImpastoError as exc:
             self._fail(exc)
             return False
         for event in events:
-            if getattr(event, "job_id", self.job_id) != self.job_id:
+            if event.job_id != self.job_id:
                 continue
             self._handle(event)
             if self.done:
@@ -295,8 +506,12 @@ class HostJob:
             self._finish_cancelled()  # the daemon never confirmed: keep what we have
         return not self.done
 
-    def run_blocking(self, timeout: float | None = None, on_update: Any = None) -> list[JobFrame]:
-        """Run to the end (for scripts and tests); raises ImpastoError on failure."""
+    def run_blocking(
+        self, timeout: float | None = None, on_update: Callable[[HostJob], Any] | None = None
+    ) -> list[JobFrame]:
+        """Run to the end, calling ``on_update(job)`` about ten times a second (a GUI
+        keeps its event loop turning there). Past ``timeout`` the job is cancelled and
+        keeps its frames so far. Raises ImpastoError on failure."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.start()
         while self.pump(0.1):
@@ -304,58 +519,107 @@ class HostJob:
                 on_update(self)
             if deadline is not None and time.monotonic() > deadline and not self.cancel_requested:
                 self.cancel()
-                while self.pump(0.1):
-                    pass
-                raise ImpastoError(f"the job took longer than {timeout:g} s", errors.TIMEOUT)
         if on_update is not None:
             on_update(self)
         if self.error is not None:
             raise self.error
         return self.frames
 
+    # -- connecting -----------------------------------------------------------------
+    def _await_daemon(self, timeout: float) -> None:
+        """One look at the daemon this job started: answering, dead, or still loading."""
+        endpoint = self.client.endpoint
+        if daemon_listening(endpoint):
+            self._launch = None
+            self._submit()
+            return
+        failure = daemonctl.launch_failure(self._launch, endpoint)
+        if failure is not None:
+            self._fail(failure)
+        elif time.monotonic() > self._launch_deadline:
+            self._fail(
+                ImpastoError(
+                    f"the Impasto daemon started (pid {self._launch.pid}) but did not answer "
+                    f"on {endpoint} within {self.start_timeout:g} s; see "
+                    f"{paths.log_file(endpoint)}",
+                    errors.TIMEOUT,
+                )
+            )
+        elif self.cancel_requested:
+            self._finish_cancelled()
+        else:
+            time.sleep(min(timeout, 0.1))
+
+    def _submit(self) -> None:
+        self.status_text = "Sending the image to the daemon…"
+        try:
+            self.client.connect()
+            self.connection = CONNECTED
+            info = self.client.status()
+            self._model_loading = not info.get("model_loaded", True)
+            content = self._read_content(int(info.get("max_pixels") or DEFAULT_MAX_PIXELS))
+            self.job_id = self.client.submit(
+                content, self.styles, self.options, init_image=self.init_image
+            )
+        except ImpastoError as exc:
+            self._fail(exc)
+            return
+        self.status_text = self._waiting_text()
+
+    def _read_content(self, max_pixels: int) -> RawImage:
+        """The content at the size the job works at, checked against the daemon's limit."""
+        source = self.content
+        width, height = work_size(source.width, source.height, self.options.size, max_pixels)
+        if isinstance(source, ContentSource):
+            source = source.read(width, height)  # already at the size the job works at
+        if self.options.size is not None and self.options.size >= max(source.width, source.height):
+            self.options = self.options.replace(size=None)  # never enlarge the layer
+        return source
+
+    def _waiting_text(self) -> str:
+        if self._model_loading:
+            return "Daemon started; loading the model…"
+        return "Waiting for the daemon…"
+
     # -- events -------------------------------------------------------------------
-    def _handle(self, event: Any) -> None:
-        kind = type(event).__name__
-        if kind == "Accepted":
-            position = getattr(event, "position", 0) or 0
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, Accepted):
+            position = event.position or 0
             self.status_text = (
                 f"Queued behind {position} other job{'s' if position != 1 else ''}…"
                 if position
-                else "Starting…"
+                else self._waiting_text()
             )
-        elif kind == "Progress":
+        elif isinstance(event, Progress):
+            self._model_loading = False
             self._on_progress(event)
-        elif kind == "Result":
+        elif isinstance(event, Result):
             self._on_result(event)
-        elif kind == "Failed":
-            code = getattr(event, "code", errors.INTERNAL)
-            if code == errors.CANCELLED:
+        elif isinstance(event, Failed):
+            if event.code == errors.CANCELLED:
                 self._finish_cancelled()
             else:
-                self._fail(ImpastoError(getattr(event, "message", "") or code, code))
+                self._fail(ImpastoError(event.message or event.code, event.code))
 
-    def _on_progress(self, event: Any) -> None:
+    def _on_progress(self, event: Progress) -> None:
         self.iteration = int(event.iteration)
         self.total = int(event.total) or self.total
         self.fraction = min(1.0, self.iteration / max(1, self.total))
-        self.eta = getattr(event, "eta", None)
-        self.losses = dict(getattr(event, "losses", None) or {})
-        scale = getattr(event, "scale", 1)
-        n_scales = getattr(event, "n_scales", 1)
+        self.eta = event.eta
+        self.losses = dict(event.losses or {})
         text = f"Iteration {self.iteration}/{self.total}"
-        if n_scales and n_scales > 1:
-            text += f" · scale {scale}/{n_scales}"
+        if event.n_scales and event.n_scales > 1:
+            text += f" · scale {event.scale}/{event.n_scales}"
         if self.eta is not None and not self.cancel_requested:
             text += f" · {format_eta(self.eta)} left"
         self.status_text = "Cancelling… " + text if self.cancel_requested else text
-        frame = getattr(event, "frame", None)
-        if frame is not None:
-            self._keep(JobFrame(self._label(self.iteration, False), self.iteration, frame))
+        if event.frame is not None:
+            self._keep(JobFrame(self._label(self.iteration, False), self.iteration, event.frame))
 
-    def _on_result(self, event: Any) -> None:
+    def _on_result(self, event: Result) -> None:
         self.result = event
-        iterations = int(getattr(event, "iterations", self.iteration) or self.iteration)
-        self.cancelled = bool(getattr(event, "cancelled", False))
+        iterations = int(event.iterations or self.iteration)
+        self.cancelled = bool(event.cancelled)
         if self.frames and self.frames[-1].iteration >= iterations:
             self.frames.pop()  # the last progress frame is the final image itself
         label = self._label(iterations, True)
@@ -365,10 +629,9 @@ class HostJob:
         self.iteration = iterations
         self.fraction = 1.0 if not self.cancelled else self.fraction
         self.eta = 0.0
-        elapsed = getattr(event, "elapsed", None)
-        took = f" in {elapsed:.1f} s" if isinstance(elapsed, int | float) else ""
+        took = f" in {event.elapsed:.1f} s" if isinstance(event.elapsed, int | float) else ""
         self.status_text = (
-            f"Cancelled at iteration {iterations}; kept {len(self.frames)} frames"
+            f"Cancelled at iteration {iterations}; kept {_count(len(self.frames), 'frame')}"
             if self.cancelled
             else f"Done: {iterations} iterations{took}"
         )
@@ -388,12 +651,17 @@ class HostJob:
     def _finish_cancelled(self) -> None:
         self.cancelled = True
         self.done = True
-        self.status_text = f"Cancelled; kept {len(self.frames)} frames"
+        self.status_text = f"Cancelled; kept {_count(len(self.frames), 'frame')}"
 
     def _fail(self, exc: ImpastoError) -> None:
         self.error = exc
         self.done = True
+        self.connection = _STATE_OF_ERROR.get(exc.code, self.connection)
         self.status_text = "Failed: " + exc.message
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def restore_alpha(image: RawImage, source: RawImage) -> RawImage:
@@ -410,23 +678,6 @@ def restore_alpha(image: RawImage, source: RawImage) -> RawImage:
     for lane in range(n):
         out[3 * n + lane :: 4 * n] = alpha[3 * n + lane :: 4 * n]
     return RawImage(rgba.width, rgba.height, 4, rgba.depth, bytes(out))
-
-
-def check_listening(endpoint: str, timeout: float = 0.5) -> None:
-    """Fail fast (instead of freezing a GUI for the client's timeout) when nothing
-    listens on a local TCP endpoint; other endpoints are left to the client."""
-    if not endpoint.startswith("tcp://"):
-        return
-    host, _, port = endpoint[len("tcp://") :].rpartition(":")
-    host = host.strip("[]")
-    if host not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError:
-        raise ImpastoError(
-            f"no Impasto daemon is running at {endpoint}", errors.DAEMON_UNAVAILABLE
-        ) from None
 
 
 def format_eta(seconds: float | None) -> str:

@@ -1,8 +1,11 @@
 """`impasto install-plugin gimp`: put the GIMP 3 plug-in where GIMP finds it.
 
 GIMP 3 runs ``plug-ins/<name>/<name>.py`` (executable) with its own Python, which may
-be another version than ours (3.13 on Debian 13). So next to the plug-in we vendor the
-client and, when GIMP's Python cannot import pyzmq and msgpack, matching wheels.
+be another version than ours (3.13 in Debian 13's GIMP 3.0, 3.14 in sid's 3.2). Each
+GIMP series keeps its own folder (``GIMP/3.0``, ``GIMP/3.2``). So the installer finds the
+GIMP installed here and the python3 that has its bindings, lays the plug-in out in that
+series' folder with the client vendored, and, when that Python cannot import pyzmq and
+msgpack, adds wheels for exactly that Python in a tagged folder.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
+from impasto.plugin import binary_deps, installed_editors
+from impasto.plugin.installed_editors import Found
 from impasto.plugin.vendor import (
     check_runtime_deps,
     check_vendored,
-    ensure_runtime_deps,
+    provide_runtime_deps,
     vendor_client,
 )
 from impasto.shared.errors import ImpastoError
@@ -24,39 +28,45 @@ from impasto.shared.errors import ImpastoError
 PLUGIN_NAME = "impasto-style-transfer"
 SOURCE_DIR = Path(__file__).resolve().parent / "gimp" / PLUGIN_NAME
 PYTHON_ENV = "IMPASTO_GIMP_PYTHON"  # the command that runs GIMP's Python, e.g. "python3.13"
-GIMP_CONSOLE = "usr/bin/gimp-console-3.0"
+GIMP_CONSOLES = tuple(f"usr/bin/gimp-console-{series}" for series in installed_editors.GIMP_SERIES)
 
 
-def default_dest() -> Path:
-    """The user's GIMP 3 plug-ins folder on this platform."""
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home())) / "GIMP" / "3.0" / "plug-ins"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "GIMP" / "3.0" / "plug-ins"
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "GIMP" / "3.0" / "plug-ins"
+def default_dest(found: Found | None = None) -> Path:
+    """The plug-ins folder of the GIMP found here (or of GIMP 3.0 when none is)."""
+    if found is not None:
+        return found.plugin_dir
+    return installed_editors.gimp_config_dir("3.0") / "plug-ins"
 
 
-def gimp_python(dest: Path) -> list[str]:
+def find() -> list[Found]:
+    return installed_editors.find_gimp()
+
+
+def _chroot_python(dest: Path) -> list[str] | None:
+    """A dest inside another root file system with GIMP 3 (a chroot): that root's python3."""
+    for root in Path(dest).resolve().parents:
+        if root != Path("/") and any((root / c).exists() for c in GIMP_CONSOLES):
+            return ["chroot", str(root), "python3"]
+    return None
+
+
+def gimp_python(dest: Path, found: Found | None = None) -> list[str] | None:
     """The command that runs the Python GIMP will use for a plug-in in ``dest``.
 
-    $IMPASTO_GIMP_PYTHON wins; a dest inside another root file system with GIMP 3 (a
-    chroot) means that root's python3; otherwise the python3 on PATH.
+    $IMPASTO_GIMP_PYTHON wins; then a chroot holding ``dest``; then the python3 that
+    the found GIMP runs its plug-ins with (one with GIMP's bindings, not merely the
+    first on PATH). None when GIMP's Python cannot be run from outside.
     """
     if os.environ.get(PYTHON_ENV):
         return shlex.split(os.environ[PYTHON_ENV])
-    for root in Path(dest).resolve().parents:
-        if root != Path("/") and (root / GIMP_CONSOLE).exists():
-            return ["chroot", str(root), "python3"]
-    return ["python3"]
+    return _chroot_python(dest) or (found.python if found is not None else None)
 
 
-def install(dest: Path | None = None, python: list[str] | None = None) -> Path:
-    """Install into ``dest`` (a plug-ins folder); returns the plug-in's own folder."""
-    dest = Path(dest) if dest is not None else default_dest()
+def lay_out(dest: Path) -> Path:
+    """Copy the plug-in and the vendored client into ``dest``; returns the plug-in folder."""
     if not (SOURCE_DIR / f"{PLUGIN_NAME}.py").is_file():
         raise ImpastoError(f"the GIMP plug-in sources are missing from {SOURCE_DIR}")
-    target = dest / PLUGIN_NAME
+    target = Path(dest) / PLUGIN_NAME
     try:
         target.mkdir(parents=True, exist_ok=True)
         for path in sorted(SOURCE_DIR.glob("*.py")):
@@ -65,7 +75,19 @@ def install(dest: Path | None = None, python: list[str] | None = None) -> Path:
         vendor_client(target)
     except OSError as exc:
         raise ImpastoError(f"cannot install the GIMP plug-in into {target}: {exc}") from None
-    problems = ensure_runtime_deps(target, python or gimp_python(dest))
+    return target
+
+
+def install(
+    dest: Path | None = None, python: list[str] | None = None, wheelhouse: Path | None = None
+) -> Path:
+    """Install into ``dest`` (a plug-ins folder); returns the plug-in's own folder."""
+    found = next(iter(find()), None)
+    dest = Path(dest) if dest is not None else default_dest(found)
+    python = python or gimp_python(dest, found)
+    bundled = installed_editors.wheels_plan("GIMP 3", found, python, PYTHON_ENV)
+    target = lay_out(dest)
+    problems = provide_runtime_deps(target, python, bundled, wheelhouse)
     if problems:
         raise ImpastoError(
             f"installed the GIMP plug-in into {target}, but GIMP's Python cannot use it: "
@@ -76,12 +98,18 @@ def install(dest: Path | None = None, python: list[str] | None = None) -> Path:
 
 def check(dest: Path | None = None, python: list[str] | None = None) -> list[str]:
     """What is missing or outdated in an installation (empty = all in place)."""
-    dest = Path(dest) if dest is not None else default_dest()
+    found = next(iter(find()), None)
+    dest = Path(dest) if dest is not None else default_dest(found)
+    python = python or gimp_python(dest, found)
+    problems = []
+    if found is None and python is None:
+        problems.append(installed_editors.not_found_message("GIMP 3"))
+    elif found is not None:
+        problems += found.notes
     target = dest / PLUGIN_NAME
     main = target / f"{PLUGIN_NAME}.py"
     if not main.is_file():
-        return [f"the GIMP plug-in is not installed in {target}"]
-    problems = []
+        return [*problems, f"the GIMP plug-in is not installed in {target}"]
     if not os.access(main, os.X_OK):
         problems.append(f"{main} is not executable (GIMP 3 skips it)")
     for path in sorted(SOURCE_DIR.glob("*.py")):
@@ -91,6 +119,10 @@ def check(dest: Path | None = None, python: list[str] | None = None) -> list[str
         elif installed.read_bytes() != path.read_bytes():
             problems.append(f"{installed} is outdated; run `impasto install-plugin gimp`")
     problems += check_vendored(target)
-    if not problems:
-        problems += check_runtime_deps(target, python or gimp_python(dest))
+    if not problems and python:
+        problems += check_runtime_deps(target, python)
+    elif not problems and found is not None and found.wheels_target() is not None:
+        tag = found.wheels_target().tag
+        if tag not in binary_deps.bundled_tags(str(target)):
+            problems.append(f"no wheels for {found.describe()} ({tag})")
     return problems

@@ -15,28 +15,85 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from impasto.plugin import binary_deps
 from impasto.shared.errors import ImpastoError
 
 RUNTIME_DEPS = ("pyzmq", "msgpack")  # distribution names; imported as zmq and msgpack
 # The client side of the package: what an editor's Python needs, nothing that wants torch.
-VENDORED_PLUGIN_MODULES = ("__init__.py", "client.py", "daemonctl.py", "hostjob.py")
-MANYLINUX_TAGS = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux1")
-VENDOR_MARKER = "IMPASTO_VENDORED.json"
-
-_PROBE = (
-    "import json, sys\n"
-    "sys.path.insert(0, sys.argv[1])\n"
-    "info = {'version': '%d.%d' % sys.version_info[:2], 'abi': sys.implementation.cache_tag,\n"
-    "        'platform': __import__('sysconfig').get_platform(), 'missing': {}}\n"
-    "for mod in ('zmq', 'msgpack'):\n"
-    "    try:\n"
-    "        __import__(mod)\n"
-    "    except Exception as exc:\n"
-    "        info['missing'][mod] = '%s: %s' % (type(exc).__name__, exc)\n"
-    "print(json.dumps(info))\n"
+VENDORED_PLUGIN_MODULES = (
+    "__init__.py",
+    "binary_deps.py",
+    "client.py",
+    "daemonctl.py",
+    "hostjob.py",
 )
+MANYLINUX_TAGS = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux1")
+# pip takes this as "macOS 11 or older": pyzmq's universal2 wheels need 10.15, msgpack's 10.9.
+MACOS_PLATFORM = "macosx_11_0_universal2"
+VENDOR_MARKER = "IMPASTO_VENDORED.json"
+# Left at the top of the vendor folder by installers before wheels went into tagged folders;
+# they shadow the tagged copy with pyzmq's "source tree" error, so they are removed.
+OLD_LAYOUT = ("zmq", "pyzmq.libs", "msgpack", "pyzmq-*.dist-info", "msgpack-*.dist-info")
+
+# Runs in the editor's Python, which may not see our package (another root, no install):
+# so binary_deps travels as source, and the probe asks exactly what the plug-in will do.
+_PROBE_MAIN = """
+import json
+chosen = activate(sys.argv[1])
+info = {"version": "%d.%d" % sys.version_info[:2], "tag": running_tags()[-1],
+        "wheels": chosen, "missing": {}, "from": {}}
+for mod in IMPORT_NAMES:
+    try:
+        info["from"][mod] = __import__(mod).__file__
+    except Exception as exc:
+        info["missing"][mod] = "%s: %s" % (type(exc).__name__, exc)
+print(json.dumps(info))
+"""
+
+
+def _probe_code() -> str:
+    return Path(binary_deps.__file__).read_text() + _PROBE_MAIN
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Python an editor runs, as far as binary wheels care: version, OS, machine."""
+
+    version: str  # "3.14"
+    os_name: str  # linux | windows | macos
+    machine: str  # x86_64 | aarch64 | amd64 | universal2
+
+    @property
+    def tag(self) -> str:
+        return binary_deps.tag_for(self.version, self.os_name, self.machine)
+
+    @classmethod
+    def from_tag(cls, tag: str) -> Target:
+        abi, os_name, machine = tag.split("-", 2)
+        return cls(f"{abi[2]}.{abi[3:]}", os_name, machine)
+
+    def pip_platforms(self) -> list[str]:
+        if self.os_name == "linux":
+            return [f"{tag}_{self.machine}" for tag in MANYLINUX_TAGS]
+        if self.os_name == "windows":
+            return [f"win_{self.machine}"]
+        if self.os_name == "macos":
+            return [MACOS_PLATFORM.replace("universal2", self.machine)]
+        raise ImpastoError(f"no wheels known for the platform {self.os_name!r}")
+
+    def wheel_fits(self, wheel_name: str) -> bool:
+        """Whether a wheel file's tags (name-ver-py-abi-plat.whl) suit this Python."""
+        _, _, py, abi, plat = wheel_name[: -len(".whl")].rsplit("-", 4)
+        cp = "cp" + self.version.replace(".", "")
+        minor = int(self.version.split(".")[1])
+        py_ok = cp in py.split(".") or (abi == "abi3" and int(py[3:] or 0) <= minor)
+        platforms = plat.split(".")
+        plat_ok = any(p.endswith(self.machine) for p in platforms) or plat == "any"
+        os_ok = {"linux": "linux", "windows": "win", "macos": "macosx"}[self.os_name]
+        return py_ok and plat_ok and any(os_ok in p for p in [*platforms, "any"])
 
 
 def _source_dirs() -> tuple[Path, Path]:
@@ -55,6 +112,9 @@ def vendor_client(dest_dir: Path) -> None:
     for sub in ("shared", "plugin"):
         if (root / sub).exists():
             shutil.rmtree(root / sub)
+    for pattern in OLD_LAYOUT:
+        for old in dest_dir.glob(pattern):
+            shutil.rmtree(old)
     (root / "shared").mkdir(parents=True, exist_ok=True)
     (root / "plugin").mkdir(parents=True, exist_ok=True)
     (root / "__init__.py").write_text(
@@ -82,7 +142,7 @@ def check_vendored(dest_dir: Path) -> list[str]:
     for path in sorted(shared_src.glob("*.py")):
         if not (root / "shared" / path.name).is_file():
             problems.append(f"missing {root / 'shared' / path.name}")
-    for name in ("client.py", "hostjob.py"):
+    for name in ("binary_deps.py", "client.py", "hostjob.py"):
         if not (root / "plugin" / name).is_file():
             problems.append(f"missing {root / 'plugin' / name}")
     return problems
@@ -102,7 +162,7 @@ def _path_inside(python: list[str], path: Path) -> str:
 
 def probe_python(python: list[str], dest_dir: Path) -> dict:
     """Ask the host's Python for its version, platform and which deps fail to import."""
-    cmd = [*python, "-c", _PROBE, _path_inside(python, dest_dir)]
+    cmd = [*python, "-c", _probe_code(), _path_inside(python, dest_dir)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -114,20 +174,11 @@ def probe_python(python: list[str], dest_dir: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _platform_tags(platform: str) -> list[str]:
-    """pip --platform values for a sysconfig platform such as linux-x86_64."""
-    if platform.startswith("linux-"):
-        arch = platform.split("-", 1)[1]
-        return [f"{tag}_{arch}" for tag in MANYLINUX_TAGS]
-    return [platform.replace("-", "_").replace(".", "_")]
-
-
-def download_wheels(info: dict, into: Path, wheelhouse: Path | None = None) -> list[Path]:
-    """Fetch pyzmq and msgpack wheels for the probed Python (from a local wheelhouse if given)."""
+def download_wheels(target: Target, into: Path, wheelhouse: Path | None = None) -> list[Path]:
+    """Fetch pyzmq and msgpack wheels for ``target`` (only from ``wheelhouse`` if given)."""
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps"]
-    cmd += ["--python-version", info["version"], "--implementation", "cp", "-d", str(into)]
-    cmd += ["--abi", info["abi"].replace("cpython-", "cp")]
-    for tag in _platform_tags(info["platform"]):
+    cmd += ["--python-version", target.version, "--implementation", "cp", "-d", str(into)]
+    for tag in target.pip_platforms():
         cmd += ["--platform", tag]
     if wheelhouse is not None:
         cmd += ["--no-index", "--find-links", str(wheelhouse)]
@@ -136,9 +187,22 @@ def download_wheels(info: dict, into: Path, wheelhouse: Path | None = None) -> l
     if proc.returncode != 0:
         raise ImpastoError(
             "could not download pyzmq and msgpack wheels for Python "
-            f"{info['version']} ({info['platform']}): {proc.stderr.strip()[-800:]}"
+            f"{target.version} ({target.tag}): {proc.stderr.strip()[-800:]}"
         )
     return sorted(Path(into).glob("*.whl"))
+
+
+def vendor_wheels(vendor_dir: Path, target: Target, wheelhouse: Path | None = None) -> Path:
+    """Unpack pyzmq and msgpack for ``target`` into ``vendor_dir/wheels/<tag>``."""
+    folder = Path(vendor_dir) / binary_deps.WHEELS_DIR / target.tag
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="impasto-wheels-") as tmp:
+        for wheel in download_wheels(target, Path(tmp), wheelhouse):
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(folder)
+    return folder
 
 
 def ensure_runtime_deps(
@@ -146,8 +210,9 @@ def ensure_runtime_deps(
 ) -> list[str]:
     """Make zmq and msgpack import in the host's Python with dest_dir on sys.path.
 
-    Returns the problems left (empty = fine). Wheels come from PyPI, or only from
-    ``wheelhouse`` (a folder of .whl files) when one is given.
+    Returns the problems left (empty = fine). The editor's own copies are used when
+    they import; otherwise wheels for its exact Python go into a tagged folder, from
+    PyPI or only from ``wheelhouse`` (a folder of .whl files) when one is given.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -155,14 +220,25 @@ def ensure_runtime_deps(
         info = probe_python(python, dest_dir)
         if not info["missing"]:
             return []
-        with tempfile.TemporaryDirectory(prefix="impasto-wheels-") as tmp:
-            for wheel in download_wheels(info, Path(tmp), wheelhouse):
-                with zipfile.ZipFile(wheel) as archive:
-                    archive.extractall(dest_dir)
+        vendor_wheels(dest_dir, Target.from_tag(info["tag"]), wheelhouse)
         info = probe_python(python, dest_dir)
     except ImpastoError as exc:
         return [exc.message]
     return _import_problems(info, python)
+
+
+def provide_runtime_deps(
+    dest_dir: Path, python: list[str] | None, target: Target | None, wheelhouse: Path | None
+) -> list[str]:
+    """With the editor's Python, as ``ensure_runtime_deps``; without one (a bundle we
+    cannot run), wheels for ``target``. Returns the problems left."""
+    if python:
+        return ensure_runtime_deps(dest_dir, python, wheelhouse)
+    try:
+        vendor_wheels(dest_dir, target, wheelhouse)
+    except ImpastoError as exc:
+        return [exc.message]
+    return []
 
 
 def check_runtime_deps(dest_dir: Path, python: list[str]) -> list[str]:
@@ -176,6 +252,6 @@ def check_runtime_deps(dest_dir: Path, python: list[str]) -> list[str]:
 
 def _import_problems(info: dict, python: list[str]) -> list[str]:
     return [
-        f"{mod} does not import in {' '.join(python)}: {why}"
+        f"{mod} does not import in {' '.join(python)} (Python {info['version']}): {why}"
         for mod, why in sorted(info["missing"].items())
     ]

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = Path(os.environ.get("IMPASTO_TEST_IMAGES", REPO / "tests" / "images"))
 
 # Area-specific fixtures live in their own modules.
-pytest_plugins: list[str] = ["tests.daemon_fixture"]
+pytest_plugins: list[str] = ["tests.daemon_fixture", "tests.wheelhouse", "tests.krita_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""Runs INSIDE the GUI GIMP (python-fu-eval): the procedure run interactively, twice.
+"""Runs INSIDE the GUI GIMP (python-fu-eval): the procedure run interactively, per step.
 
 GIMP shows the plug-in's dialog, built from the procedure's arguments; the plug-in's
 dialog probe (IMPASTO_GIMP_DIALOG_PROBE, pointing at WORK/probe.json which this script
-rewrites per step) fills in the step's values as an artist would and presses OK. The
-second step types nothing: the dialog must show what GIMP remembered. Results go to
+rewrites per step) fills in the step's values as an artist would and presses OK (or
+Cancel while OK is refused). A step that types nothing shows what GIMP remembered. Results go to
 ``dialog.json``.
 """
 
@@ -19,8 +19,13 @@ image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(f"{WOR
 layer = image.get_layers()[0]
 report = []
 for index, values in enumerate(params["steps"]):
+    values = dict(values)
+    probe = {"set": values, "record": f"{WORK}/dialog-{index}.json"}
+    for key in ("screenshot", "screenshot_set"):
+        if key in values:
+            probe[key] = values.pop(key)
     with open(f"{WORK}/probe.json", "w") as out:
-        json.dump({"set": values, "record": f"{WORK}/dialog-{index}.json"}, out)
+        json.dump(probe, out)
     config = procedure.create_config()
     config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
     config.set_property("image", image)
@@ -31,6 +36,7 @@ for index, values in enumerate(params["steps"]):
             "status": result.index(0).value_nick,
             "message": result.index(1) if result.length() > 1 else None,
             "layers": [item.get_name() for item in image.get_layers()],
+            "visible": [item.get_visible() for item in image.get_layers()],
         }
     )
 with open(f"{WORK}/dialog.json", "w") as out:

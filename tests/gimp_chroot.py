@@ -1,118 +1,47 @@
-"""A cached Debian 13 chroot with GIMP 3, and batch runs of gimp-console inside it.
+"""Cached Debian chroots with GIMP 3, and batch runs of gimp-console inside them.
 
-The GIMP tests need a real GIMP 3 (with its Python 3.13), which the host's Debian 12
-lacks, so we debootstrap trixie once and keep it outside the repository (the tests
-override XDG_CACHE_HOME, so not there either). The build goes into ``ROOT.tmp`` and is
-renamed when complete, with a marker file, so an interrupted build is never taken for
-a cache. Run ``python tests/gimp_chroot.py build`` (or ``.ci/gimp-chroot.sh``) to
-build it ahead of the tests.
+The GIMP tests need a real GIMP 3 (with its own Python), which the host's Debian 12
+lacks: GIMP 3.0.4 (Python 3.13) comes from a Debian 13 chroot, GIMP 3.2.6 (Python
+3.14) from the Debian sid chroot that also holds Krita 5.3. Both are built once and
+cached by tests/debian_chroot.py. Run ``python -m tests.gimp_chroot build`` (or
+``.ci/gimp-chroot.sh``) to build the GIMP 3.0 one ahead of the tests.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
-DEFAULT_ROOT = Path("/var/cache/impasto/gimp3-trixie")
-SUITE = "trixie"
-PACKAGES = ("gimp", "python3-zmq", "python3-msgpack")
-MARKER = ".impasto-gimp-ready"  # written last; its content names what was installed
-MARKER_TEXT = f"{SUITE} {' '.join(PACKAGES)}\n"
-GIMP_CONSOLE = "gimp-console-3.0"
-GIMP_GUI = "gimp-3.0"
+from tests import debian_chroot
+from tests.debian_chroot import ChrootUnavailable, host_mirror  # noqa: F401 (re-exported)
+
+SPECS = {"3.0": debian_chroot.GIMP_TRIXIE, "3.2": debian_chroot.SID}
+DEFAULT_ROOT = debian_chroot.CACHE / debian_chroot.GIMP_TRIXIE.name
+# Both series install these names (gimp-console-3.0 / -3.2 are the versioned ones).
+GIMP_CONSOLE = "gimp-console-3"
+GIMP_GUI = "gimp-3"
 PLUGIN_DIR_IN_ROOT = Path("root/.config/GIMP/3.0/plug-ins")
 
 
-class ChrootUnavailable(RuntimeError):
-    """The chroot cannot be built here; the message says what is missing."""
+def root_path(series: str = "3.0") -> Path:
+    return SPECS[series].root()
 
 
-def root_path() -> Path:
-    return Path(os.environ.get("IMPASTO_GIMP_ROOT", str(DEFAULT_ROOT)))
+def is_ready(root: Path, series: str = "3.0") -> bool:
+    return SPECS[series].is_ready(root)
 
 
-def is_ready(root: Path) -> bool:
-    marker = root / MARKER
-    return marker.is_file() and marker.read_text() == MARKER_TEXT
+def ensure_root(root: Path | None = None, log=None, series: str = "3.0") -> Path:
+    """Return a ready chroot with GIMP ``series``, building it first if not cached."""
+    return debian_chroot.ensure_root(SPECS[series], root, log)
 
 
-def host_mirror() -> str:
-    """The Debian mirror the host's apt already uses (the only one reachable here)."""
-    for path in sorted(Path("/etc/apt").glob("sources.list*")) + sorted(
-        Path("/etc/apt/sources.list.d").glob("*")
-    ):
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        for match in re.finditer(r"(?m)^\s*(?:URIs:|deb)\s+(?:\[[^]]*\]\s+)?(\S+)", text):
-            uri = match.group(1).rstrip("/")
-            if uri.endswith("/debian"):
-                return uri
-    return "http://deb.debian.org/debian"
-
-
-def _missing_prerequisites() -> list[str]:
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("root (debootstrap and chroot need uid 0)")
-    if shutil.which("debootstrap") is None:
-        missing.append("debootstrap (apt-get install debootstrap)")
-    return missing
-
-
-def _run(cmd: list[str], log) -> None:
-    print("+", " ".join(map(str, cmd)), file=log, flush=True)
-    done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        raise ChrootUnavailable(f"{' '.join(map(str, cmd))} failed (exit {done.returncode})")
-
-
-def ensure_root(root: Path | None = None, log=None) -> Path:
-    """Return a ready chroot, building it first if no complete cache exists."""
-    root = root or root_path()
-    if is_ready(root):
-        return root
-    missing = _missing_prerequisites()
-    if missing:
-        raise ChrootUnavailable(
-            f"the GIMP 3 tests need a Debian 13 chroot at {root} (or IMPASTO_GIMP_ROOT); "
-            f"building it needs: {'; '.join(missing)}"
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    log = log or sys.stderr
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds the cache
-        if is_ready(root):
-            return root
-        tmp = root.with_name(root.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        _run(["debootstrap", "--variant=minbase", SUITE, str(tmp), host_mirror()], log)
-        _run(
-            [
-                "chroot",
-                str(tmp),
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                *list(PACKAGES),
-            ],
-            log,
-        )
-        _run(["chroot", str(tmp), "apt-get", "clean"], log)
-        (tmp / MARKER).write_text(MARKER_TEXT)
-        if root.exists():  # an incomplete or outdated build from before
-            shutil.rmtree(root)
-        tmp.rename(root)
-    return root
+def plugin_dir_in_root(series: str = "3.0") -> Path:
+    """The plug-ins folder of root's GIMP ``series`` (each series has its own)."""
+    return Path(f"root/.config/GIMP/{series}/plug-ins")
 
 
 def _script_literal(path: str) -> str:
@@ -171,15 +100,11 @@ def scratch_dir(root: Path) -> tuple[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] != ["build"]:
-        print("usage: gimp_chroot.py build   (builds or reuses the GIMP 3 chroot)")
+    if argv[1:2] != ["build"] or not set(argv[2:]) <= set(SPECS):
+        print("usage: python -m tests.gimp_chroot build [3.0|3.2]...  (builds GIMP 3 chroots)")
         return 2
-    try:
-        print(ensure_root(log=sys.stdout))
-    except ChrootUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    names = [SPECS[series].name for series in argv[2:] or ["3.0"]]
+    return debian_chroot.main([argv[0], "build", *names])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 ``KritaHome`` installs the Impasto plug-in (through the real installer) and the
 self-test plug-in (tests/krita_selftest.py) into a fresh HOME; ``run`` writes a
 scenario, starts ``xvfb-run krita``, and returns the facts the scenario recorded,
-with the raw pixel dumps loaded as numpy arrays.
+with the raw pixel dumps loaded as numpy arrays. With ``chroot`` the Krita is the one
+in that cached Debian root (tests/debian_chroot.py): the HOME lives in its /tmp, the
+scenario's input files are copied in and its outputs copied back, so the same tests
+run against Krita 5.1 on the host and Krita 5.3 or 6.0 in a chroot.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,53 +46,130 @@ def missing_tools() -> list[str]:
 
 
 class KritaHome:
-    """A HOME with the plug-in installed and enabled, reusable across Krita runs."""
+    """A HOME with the plug-in installed and enabled, reusable across Krita runs.
 
-    def __init__(self, root: Path):
+    ``install=False`` leaves the Impasto plug-in out (the zip import test puts it in
+    through Krita's own importer); ``chroot`` runs the Krita of that root.
+    """
+
+    def __init__(self, root: Path, chroot: Path | None = None, install: bool = True):
+        self.chroot = Path(chroot) if chroot else None
+        if self.chroot is not None:  # the HOME must be inside the root Krita sees as /
+            root = Path(tempfile.mkdtemp(prefix="impasto-krita-home-", dir=self.chroot / "tmp"))
         self.root = Path(root)
         self.config = self.root / ".config"
         self.data = self.root / ".local" / "share"
         self.pykrita = self.data / "krita" / "pykrita"
         self.kritarc = self.config / "kritarc"
-        self.plugin = install_krita.install(self.pykrita, kritarc=self.kritarc)
+        self.plugin = None
+        self.host_paths: dict[str, str] = {}  # input files as Krita sees them -> host paths
+        if install:
+            self.install()
         selftest = self.pykrita / "impasto_selftest"
         selftest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(SELFTEST, selftest / "__init__.py")
         (self.pykrita / "impasto_selftest.desktop").write_text(SELFTEST_DESKTOP)
-        with self.kritarc.open("a") as fh:  # the installer made the [python] group last
-            fh.write("enable_impasto_selftest=true\n")
+        install_krita.enable_in_kritarc(self.kritarc, "impasto_selftest")
         self.runs = 0
+
+    @property
+    def python(self) -> list[str] | None:
+        """Krita's Python: the chroot's python3, or (None) whatever the installer finds."""
+        return ["chroot", str(self.chroot), "python3"] if self.chroot else None
+
+    def install(self) -> None:
+        self.plugin = install_krita.install(self.pykrita, kritarc=self.kritarc, python=self.python)
+
+    def inside(self, path: Path) -> str:
+        """A host path as Krita sees it."""
+        if self.chroot is None:
+            return str(path)
+        return "/" + str(Path(path).resolve().relative_to(self.chroot.resolve()))
 
     def env(self, spec: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "IMPASTO_", "QT_"))}
+        if self.chroot is not None:  # nothing of the host's environment but the basics
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "TMPDIR": "/tmp"}
+        home = self.inside(self.root)
         env.update(
-            HOME=str(self.root),
-            XDG_CONFIG_HOME=str(self.config),
-            XDG_DATA_HOME=str(self.data),
-            XDG_CACHE_HOME=str(self.root / ".cache"),
-            XDG_STATE_HOME=str(self.root / ".local" / "state"),
-            IMPASTO_KRITA_SPEC=str(spec),
+            HOME=home,
+            XDG_CONFIG_HOME=f"{home}/.config",
+            XDG_DATA_HOME=f"{home}/.local/share",
+            XDG_CACHE_HOME=f"{home}/.cache",
+            XDG_STATE_HOME=f"{home}/.local/state",
+            IMPASTO_KRITA_SPEC=self.inside(spec),
             LANG="C.UTF-8",
         )
         return env
 
+    def _share(self, spec: dict, run_dir: Path) -> tuple[dict, list[tuple[Path, Path]]]:
+        """The spec with host paths made visible in the chroot; outputs to copy back."""
+        if self.chroot is None:
+            return spec, []
+        spec = dict(spec)
+        inputs = self.root / "inputs"  # one place for the HOME: remembered paths stay valid
+        inputs.mkdir(exist_ok=True)
+
+        def share_in(value: str) -> str:
+            if value.startswith("layer:") or not Path(value).is_file():
+                return value
+            copy = inputs / Path(value).name
+            shutil.copy2(value, copy)
+            self.host_paths[self.inside(copy)] = value
+            return self.inside(copy)
+
+        for key in ("open", "import_zip"):
+            if spec.get(key):
+                spec[key] = share_in(spec[key])
+        if spec.get("styles"):
+            spec["styles"] = [share_in(s) for s in spec["styles"]]
+        back = []
+        for key in ("save", "screenshot", "progress_screenshot", "error_screenshot"):
+            if spec.get(key):
+                inner = run_dir / f"{key}-{Path(spec[key]).name}"
+                back.append((inner, Path(spec[key])))
+                spec[key] = self.inside(inner)
+        return spec, back
+
+    def command(self) -> list[str]:
+        krita = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
+        if self.chroot is None:
+            return krita
+        # Krita needs /proc; a private mount namespace mounts it for this run only,
+        # so nothing stays mounted inside the cached root.
+        script = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"'
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            str(self.chroot),
+            *krita,
+        ]
+
     def run(self, spec: dict, out_dir: Path, timeout: float = 240) -> dict:
         """Run one scenario in a fresh Krita process; the recorded facts."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = out_dir / "spec.json"
+        run_dir = out_dir
+        if self.chroot is not None:
+            run_dir = Path(tempfile.mkdtemp(prefix="impasto-krita-run-", dir=self.chroot / "tmp"))
+        spec, back = self._share(spec, run_dir)
+        spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
         log = out_dir / "krita.log"
-        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
         started = time.monotonic()
         with log.open("wb") as fh:
             proc = subprocess.Popen(
-                cmd,
+                self.command(),
                 env=self.env(spec_path),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            result = out_dir / "result.json"
+            result = run_dir / "result.json"
             deadline = started + timeout
             while proc.poll() is None and time.monotonic() < deadline:
                 if result.exists():  # Krita should now quit; give it a moment
@@ -98,15 +179,34 @@ class KritaHome:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.runs += 1
+        if run_dir != out_dir:  # facts, pixel dumps and outputs back to where tests look
+            outputs = {inner for inner, _ in back}
+            for path in run_dir.iterdir():
+                if path.is_file() and path not in outputs:
+                    shutil.copy2(path, out_dir / path.name)
+            for inner, outer in back:
+                if inner.exists():
+                    outer.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(inner, outer)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        result = out_dir / "result.json"
         if not result.exists():
             tail = log.read_text(errors="replace")[-3000:]
             raise AssertionError(
                 f"Krita wrote no result (exit {proc.returncode}, "
                 f"{time.monotonic() - started:.0f} s); log tail:\n{tail}"
             )
-        facts = json.loads(result.read_text())
+        text = result.read_text()
+        for inner, host in self.host_paths.items():  # facts name files as the host does
+            text = text.replace(json.dumps(inner)[1:-1], json.dumps(host)[1:-1])
+        facts = json.loads(text)
         facts["seconds"] = time.monotonic() - started
         return facts
+
+    def close(self) -> None:
+        """Remove a HOME made inside a chroot (a host HOME is the test's tmp_path)."""
+        if self.chroot is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def pixels(out_dir: Path, name: str, facts: dict, channels: int = 4) -> np.ndarray:

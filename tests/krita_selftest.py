@@ -7,13 +7,22 @@ exists it opens the image, sets up depth/offset/selection, runs the Impasto plug
 a .kra, and quits. Every failure is written to the result file, never swallowed.
 """
 
+import faulthandler
+import importlib
 import json
 import os
+import sys
 import traceback
 
+import pykrita
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QEventLoop, QTimer
-from PyQt5.QtWidgets import QApplication
+
+# Krita's own choice of binding (PyQt6 in Krita 6): the same test runs before the
+# plug-in is there (the zip import scenario), so not through impasto_krita.qt.
+_QT = f"PyQt{getattr(pykrita, 'qt_major_version', lambda: 5)()}"
+QEventLoop = importlib.import_module(_QT + ".QtCore").QEventLoop
+QTimer = importlib.import_module(_QT + ".QtCore").QTimer
+QApplication = importlib.import_module(_QT + ".QtWidgets").QApplication
 
 SPEC = os.environ.get("IMPASTO_KRITA_SPEC", "")
 SRGB16 = "sRGB-elle-V2-g10.icc"
@@ -32,6 +41,7 @@ def _tree(node, depth=0):
                 "model": child.colorModel(),
                 "bit_depth": child.colorDepth(),
                 "animated": bool(child.animated()),
+                "visible": bool(child.visible()),
                 "parent": node.name(),
             }
         )
@@ -48,12 +58,12 @@ def _dump(path, data):
 def _wait(ms):
     loop = QEventLoop()
     QTimer.singleShot(ms, loop.quit)
-    loop.exec_()
+    loop.exec()
 
 
 def _scenario(spec, facts, out_dir):
     app = Krita.instance()
-    app.setBatchmode(True)
+    app.setBatchmode(spec.get("batchmode", True))
     doc = app.openDocument(spec["open"])
     if doc is None:
         raise RuntimeError(f"Krita could not open {spec['open']}")
@@ -114,7 +124,7 @@ def _scenario(spec, facts, out_dir):
 
     if spec.get("exec"):  # a probe of Krita's API, for developing the plug-in
         exec(spec["exec"], {"doc": doc, "node": node, "facts": facts, "app": app, "wait": _wait})
-        return
+        return None
 
     if spec.get("via") == "dialog":
         facts["created"] = _run_dialog(spec, facts, out_dir)
@@ -124,13 +134,38 @@ def _scenario(spec, facts, out_dir):
                 doc.nodeByName(s[len("layer:") :]) if s.startswith("layer:") else s
                 for s in spec["styles"]
             ]
-            facts["created"] = adapter.stylize_active_layer(styles, **spec["options"])
+            updates = []
+            facts["created"] = adapter.stylize_active_layer(
+                styles, on_progress=lambda job: updates.append(job.status_text), **spec["options"]
+            )
+            facts["progress_updates"] = len(updates)
+            facts["progress_texts"] = updates[:2] + updates[-2:]
+            window = app.activeWindow().qwindow()
+            facts["status_bar"] = window.statusBar().currentMessage()
+            for extra in spec.get("again", []):  # further runs on the same source layer
+                doc.setActiveNode(node)
+                more = {**spec["options"], **extra}
+                facts.setdefault("created_again", []).append(
+                    adapter.stylize_active_layer(styles, **more)
+                )
         except Exception as exc:
             facts["error"] = {"type": type(exc).__name__, "message": str(exc)}
             facts["error_code"] = getattr(exc, "code", None)
+    return doc, node
+
+
+def _collect(spec, facts, out_dir, doc, node):
+    """What the document holds after the run: layer tree, pixel dumps, the saved .kra."""
     doc.refreshProjection()
     doc.waitForDone()
+    facts["active_after"] = doc.activeNode().name() if doc.activeNode() else None
+    facts["time_range"] = [doc.playBackStartTime(), doc.playBackEndTime(), doc.currentTime()]
     facts["tree"] = _tree(doc.rootNode())
+    if spec.get("via") == "dialog":  # the status line once keyframes are in, too
+        ext = next(
+            e for e in Krita.instance().extensions() if type(e).__name__ == "ImpastoExtension"
+        )
+        facts["status_after"] = ext.dialog.status.text()
     facts["after_file"] = _dump(
         os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
     )
@@ -148,7 +183,7 @@ def _scenario(spec, facts, out_dir):
                 if t is None:
                     data = child.pixelData(0, 0, doc.width(), doc.height())
                 else:
-                    data = child.pixelDataAtTime(t, 0, 0, doc.width(), doc.height())
+                    data = child.pixelDataAtTime(0, 0, doc.width(), doc.height(), t)
                 key = child.name() if t is None else f"{child.name()}@{t}"
                 layers[key] = _dump(os.path.join(out_dir, f"layer{i}_{t}.bin"), data)
         if child.type() == "transparencymask":
@@ -181,6 +216,7 @@ def _run_dialog(spec, facts, out_dir):
     dialog.size.setValue(opts.get("size") or 0)
     dialog.iterations.setValue(opts.get("iterations") or 0)
     dialog.frames.setValue(opts.get("frames", 3))
+    dialog.placement.setCurrentIndex(dialog.placement.findData(opts.get("placement", "group")))
     dialog.advanced.setChecked(True)
     dialog.endpoint.setText(opts.get("endpoint") or "")
     _wait(200)
@@ -195,6 +231,10 @@ def _run_dialog(spec, facts, out_dir):
             break
         job = dialog.run.job
         ticks.append([job.iteration, round(job.fraction, 3), dialog.status.text()])
+        for key, text in (("statuses", dialog.status.text()), ("states", dialog.connection.text())):
+            seen = facts.setdefault(key, [])
+            if not seen or seen[-1] != text:
+                seen.append(text)
         shot = spec.get("progress_screenshot")
         if shot and job.frames and not os.path.exists(shot):
             dialog.grab().save(shot)
@@ -203,7 +243,16 @@ def _run_dialog(spec, facts, out_dir):
             cancel_after = None
     facts["ticks"] = ticks[-5:]
     facts["tick_count"] = len(ticks)
+    _wait(300)  # the connection line after the run
     facts["status_text"] = dialog.status.text()
+    facts["connection_text"] = dialog.connection.text()
+    if spec.get("final_screenshot"):
+        dialog.grab().save(spec["final_screenshot"])
+    dialog.refresh_sources()  # as when the artist opens the dialog again
+    facts["style_choices"] = [
+        dialog.style_rows[0].source.itemText(i) for i in range(dialog.style_rows[0].source.count())
+    ]
+    facts["endpoint_placeholder"] = dialog.endpoint.placeholderText()
     facts["dialog_error"] = dialog.last_error
     if dialog.error_box is not None:
         facts["error_box_text"] = dialog.error_box.text()
@@ -217,16 +266,84 @@ def _run_dialog(spec, facts, out_dir):
     return [n.name() for n in _all_nodes(doc.rootNode())]
 
 
+def _import_zip(spec, facts):
+    """What Tools > Scripts > Import Python Plugin from File does after its file dialog:
+    Krita's own PluginImporter into the resource folder, then "enable now? yes"."""
+    from plugin_importer.plugin_importer import PluginImporter
+    from plugin_importer.plugin_importer_extension import PluginImporterExtension
+
+    extension = PluginImporterExtension(Krita.instance())
+    resources = extension.get_resources_dir()
+    imported = PluginImporter(spec["import_zip"], resources, lambda plugin: True).import_all()
+    extension.activate_plugins(imported)
+    facts["imported"] = [plugin["name"] for plugin in imported]
+    facts["resources_dir"] = resources
+    facts["qt_major"] = int(getattr(pykrita, "qt_major_version", lambda: 5)())
+
+
+def _probe(facts):
+    """Which Krita and binding this is, and whether the Impasto plug-in loaded."""
+    app = Krita.instance()
+    facts["krita_version"] = app.version()
+    facts["qt_binding"] = _QT
+    facts["plugin_loaded"] = "impasto_krita" in sys.modules
+    facts["action_found"] = app.action("impasto_style_transfer") is not None
+    if not facts["plugin_loaded"]:
+        try:
+            importlib.import_module("impasto_krita")
+        except Exception:
+            facts["plugin_error"] = traceback.format_exc()
+    try:  # which pyzmq the plug-in got: its own wheels or Krita's Python's
+        facts["zmq_file"] = importlib.import_module("zmq").__file__
+    except Exception:
+        facts["zmq_error"] = traceback.format_exc()
+
+
 def _main():
     out_dir = os.path.dirname(SPEC)
     facts = {"ok": False}
+    # a crash inside Krita leaves the Python stack of every thread here
+    crash_log = open(os.path.join(out_dir, "crash.log"), "w")  # noqa: SIM115 (open till exit)
+    faulthandler.enable(crash_log)
     try:
         with open(SPEC) as fh:
             spec = json.load(fh)
-        _scenario(spec, facts, out_dir)
+        if spec.get("import_zip"):
+            state = _import_zip(spec, facts)
+        elif spec.get("probe_only"):
+            state = _probe(facts)
+        else:
+            state = _scenario(spec, facts, out_dir)
+    except Exception:
+        facts["traceback"] = traceback.format_exc()
+        return _end(facts, out_dir)
+    if state is None:
+        facts["ok"] = True
+        return _end(facts, out_dir)
+    _settle(lambda: _finish(spec, facts, out_dir, state), 200)
+
+
+def _settle(then, left):
+    """Run ``then`` from Krita's main event loop once the plug-in's keyframes are in:
+    Krita activates new layers only there, never inside a nested loop."""
+    import impasto_krita.adapter as adapter
+
+    if adapter.pending() and left > 0:
+        QTimer.singleShot(50, lambda: _settle(then, left - 1))
+    else:
+        QTimer.singleShot(100, then)  # and let Krita's own queued activation pass
+
+
+def _finish(spec, facts, out_dir, state):
+    try:
+        _collect(spec, facts, out_dir, *state)
         facts["ok"] = True
     except Exception:
         facts["traceback"] = traceback.format_exc()
+    _end(facts, out_dir)
+
+
+def _end(facts, out_dir):
     with open(os.path.join(out_dir, "result.json"), "w") as fh:
         json.dump(facts, fh, indent=1, default=str)
     for doc in Krita.instance().documents():

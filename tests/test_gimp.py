@@ -74,6 +74,12 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
                 "settings": {"feather": 8.0, "frames": 0, "placement": "animation"},
                 "output": "feather.xcf",
             },
+            "twice": {
+                "source": "content.png",
+                "settings": {"frames": 1, "iterations": 3},
+                "again": {"iterations": 6, "strength": "strong"},
+                "output": "twice.xcf",
+            },
             "no_daemon": {
                 "source": "content.png",
                 "settings": {"endpoint": "tcp://127.0.0.1:9", "timeout": 1.0},
@@ -91,7 +97,9 @@ def gimp_run(gimp_root, daemon, tubingen, starry_night, grace_hopper):  # noqa: 
     run_log = _batch(gimp_root, "gimp_batch_run.py", work)
     report = json.loads((host / "run.json").read_text())
     (host / "inspect.json").write_text(
-        json.dumps(["group.xcf", "selection.xcf", "selection-source.xcf", "feather.xcf"])
+        json.dumps(
+            ["group.xcf", "selection.xcf", "selection-source.xcf", "feather.xcf", "twice.xcf"]
+        )
     )
     _batch(gimp_root, "gimp_batch_inspect.py", work)
     inspected = json.loads((host / "inspect-out.json").read_text())
@@ -141,6 +149,29 @@ def test_frames_land_in_a_layer_group_with_alpha_kept(gimp_run):
     assert np.corrcoef(gray, final)[0, 1] > 0.5, "the result no longer shows the layer"
     for a, b in itertools.pairwise(images):
         assert np.abs(a[..., :3] - b[..., :3]).mean() > 0.5, "frames differ from each other"
+
+
+def test_frames_count_and_a_second_run_lands_on_top_and_shows(gimp_run):
+    _ok(gimp_run, "twice")
+    info = gimp_run["inspect"]["twice.xcf"]
+    newest, older, source = info["layers"]  # top to bottom
+    assert newest["name"] == "Impasto – starry_night #2" and newest["visible"]
+    assert older["name"] == "Impasto – starry_night" and source["name"] == "Background"
+    # frames = 1: one progress layer besides the final, hidden
+    assert [f["name"] for f in older["children"]] == [
+        "starry_night – final (3 iterations)",
+        "starry_night – iteration 2/3",
+    ]
+    assert [f["name"] for f in newest["children"]] == [
+        "starry_night – final (6 iterations)",
+        "starry_night – iteration 3/6",
+    ]
+    assert [f["visible"] for f in newest["children"]] == [True, False]
+    final = _pixels(gimp_run["host"], "twice.xcf", newest["children"][0])
+    before = _pixels(gimp_run["host"], "twice.xcf", older["children"][0])
+    assert np.abs(final - before).mean() > 1.0, "the two runs differ"
+    composite = _composite(gimp_run["host"], "twice.xcf", info["size"])
+    assert np.abs(composite - final).max() <= 1, "the exported image is the newest run"
 
 
 def test_selection_masks_animation_frames_on_a_16_bit_offset_layer(gimp_run):

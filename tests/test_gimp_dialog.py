@@ -1,13 +1,15 @@
 """The interactive path: GIMP's own dialog for the procedure, in the GUI GIMP on Xvfb.
 
 Builds on tests/test_gimp.py's chroot: the full GIMP 3 runs the procedure interactively
-twice; the plug-in's dialog probe types values into the first dialog as an artist would
-and presses OK, and records what both dialogs showed (the second must remember them).
+three times; the plug-in's dialog probe first finds OK refused without a style image,
+then types values into the dialog as an artist would and presses OK, and records what
+each dialog showed (the last must remember the values) and a screenshot.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,19 +26,26 @@ LAST_VALUES = (
     "root/.config/GIMP/3.0/plug-in-settings/"
     "GimpProcedureConfigRun-python-fu-impasto-style-transfer.last"
 )
-EXPECTED_LABELS = [
+EXPECTED_LABELS = [  # group titles and the everyday choices, in the dialog's order
+    "Style",
     "Style image",
+    "Strength",
+    "Keep colours",
     "Second style image",
     "Style blend",
-    "Strength",
+    "Size and quality",
     "Output size cap",
+    "Quality",
     "Iterations",
-    "Keep colours",
+    "Feather selection (px)",
+    "Frames",
     "Progress frames",
     "Frames as",
     "Frame delay (ms)",
-    "Feather selection (px)",
+    "Advanced",
 ]
+FOLDED = ["Raw content weight", "Raw style weight", "Daemon URL (endpoint)", "Seed (fixed if ≥ 0)"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "gimp_dialog.png"
 
 
 def test_dialog_shows_the_arguments_and_remembers_them(
@@ -58,7 +67,12 @@ def test_dialog_shows_the_arguments_and_remembers_them(
             "iterations": 3,
             "frames": 1,
         }
-        (host / "params.json").write_text(json.dumps({"steps": [typed, {}]}))
+        shot = {  # the README's picture: the defaults, a style chosen
+            "screenshot": f"{work}/dialog.png",
+            "screenshot_set": {"style-file": typed["style-file"]},
+        }
+        steps = [{"endpoint": daemon.endpoint}, {**typed, **shot}, {}]
+        (host / "params.json").write_text(json.dumps({"steps": steps}))
         code = f"WORK = {work!r}\n" + (HERE / "gimp_batch_dialog.py").read_text()
         done = gimp_chroot.run_batch(
             gimp_root,
@@ -68,19 +82,37 @@ def test_dialog_shows_the_arguments_and_remembers_them(
         )
         log = (done.stdout + done.stderr)[-3000:]
         assert done.returncode == 0, log
-        first, second = json.loads((host / "dialog.json").read_text())
-        shown = [json.loads((host / f"dialog-{i}.json").read_text()) for i in (0, 1)]
-        assert shown[0]["title"] == "Neural Style Transfer"
-        missing = [label for label in EXPECTED_LABELS if label not in shown[0]["labels"]]
-        assert not missing, shown[0]["labels"]
-        assert "starry_night.png" not in shown[0]["labels"], "a fresh dialog has no style"
+        if os.environ.get("IMPASTO_UPDATE_SCREENSHOTS") and (host / "dialog.png").exists():
+            shutil.copy(host / "dialog.png", SCREENSHOT)  # for the README
+        refused, first, second = json.loads((host / "dialog.json").read_text())
+        shown = [json.loads((host / f"dialog-{i}.json").read_text()) for i in (0, 1, 2)]
+        # no style image: OK is refused and the dialog says why; nothing runs
+        assert not shown[0]["ok_before"] and not shown[0]["ok_after"], shown[0]
+        assert "Choose a style image to start." in shown[0]["labels"], " / ".join(
+            shown[0]["labels"]
+        )
+        assert refused["status"] == "cancel" and refused["layers"] == ["Background"], refused
+        labels = shown[1]["labels"]
+        assert shown[1]["title"] == "Neural Style Transfer"
+        positions = [labels.index(label) for label in EXPECTED_LABELS if label in labels]
+        missing = [label for label in EXPECTED_LABELS if label not in labels]
+        assert not missing, labels
+        assert positions == sorted(positions), labels  # grouped in this order
+        assert not [label for label in FOLDED if label in labels], "Advanced starts folded"
+        assert shown[1]["content_weight_text"] == "0.050"  # the real default, not 0.1
+        assert "starry_night.png" not in labels, "a fresh dialog has no style"
+        assert not shown[1]["ok_before"] and shown[1]["ok_after"]
         assert first["status"] == "success", (first, log)
-        assert "starry_night.png" in shown[1]["labels"], "the last style is remembered"
+        assert "starry_night.png" in shown[2]["labels"], "the last style is remembered"
+        assert shown[2]["ok_before"]
         assert second["status"] == "success", (second, log)
-        assert second["layers"] == [  # each result goes directly above its source layer
+        assert second["layers"] == [  # the newest run on top, with a name of its own
+            "Impasto – starry_night #2",
             "Impasto – starry_night",
-            "Impasto – starry_night #1",
             "Background",
         ]
+        assert second["visible"] == [True, True, True]
+        shot = Image.open(host / "dialog.png")
+        assert shot.width > 300 and shot.height > 300
     finally:
         shutil.rmtree(host, ignore_errors=True)

@@ -71,3 +71,44 @@ def test_default_destination_is_the_users_gimp3_plugins_folder(monkeypatch, tmp_
     assert install_gimp.default_dest() == tmp_path / "GIMP" / "3.0" / "plug-ins"
     monkeypatch.setenv("IMPASTO_GIMP_PYTHON", "python3.13 -I")
     assert install_gimp.gimp_python(tmp_path) == ["python3.13", "-I"]
+
+
+def test_missing_gimp_is_said_clearly_and_nothing_is_installed(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gimp-console-3.x, no flatpak
+    monkeypatch.delenv("IMPASTO_GIMP_PYTHON", raising=False)
+    assert install_gimp.find() == []
+    with pytest.raises(ImpastoError, match="GIMP 3 is not installed here"):
+        install_gimp.install(dest=tmp_path / "plug-ins")
+    assert not (tmp_path / "plug-ins").exists()
+    problems = install_gimp.check(dest=tmp_path / "plug-ins")
+    assert problems[0].startswith("GIMP 3 is not installed here (looked for gimp-console-3.2")
+    assert "package-plugin gimp" in problems[0]
+
+
+def test_cli_check_names_the_editor_it_found_or_its_absence(monkeypatch, tmp_path, capsys):
+    from impasto.cli.main import main as cli_main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli_main(["install-plugin", "gimp", "--check", "--dest", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "GIMP 3 is not installed here" in out and "found " not in out
+    assert cli_main(["install-plugin", "gimp", "--dest", str(tmp_path)]) != 0
+    assert "GIMP 3 is not installed here" in capsys.readouterr().err
+
+
+def test_gimp_32_gets_its_own_folder_and_python(monkeypatch, tmp_path):
+    """A GIMP 3.2 on PATH: plug-ins go to GIMP/3.2, checked with the python3 having
+    GIMP's bindings (here none has them, which the installer says)."""
+    console = tmp_path / "bin" / "gimp-console-3.2"
+    console.parent.mkdir()
+    console.write_text("#!/bin/sh\n")
+    console.chmod(0o755)
+    monkeypatch.setenv("PATH", str(console.parent))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    found = install_gimp.find()
+    assert [(f.kind, f.version) for f in found] == [("package", "3.2")]
+    assert found[0].plugin_dir == tmp_path / "config" / "GIMP" / "3.2" / "plug-ins"
+    assert install_gimp.default_dest(found[0]) == found[0].plugin_dir
+    assert found[0].python is None  # Debian 12's python3 has no GIMP 3 bindings
+    with pytest.raises(ImpastoError, match=r"gi\.repository\.Gimp"):
+        install_gimp.install()

@@ -6,33 +6,53 @@ Settings and names are checked directly; jobs run against the real daemon fixtur
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
 
+from impasto.plugin import daemonctl
 from impasto.plugin.client import Client
 from impasto.plugin.hostjob import (
+    CONNECTED,
     DEFAULT_SETTINGS,
+    UNREACHABLE,
+    ContentSource,
     HostJob,
     describe_error,
     format_eta,
     frame_layer_name,
     group_layer_name,
+    insert_index,
+    is_result_name,
     options_from_settings,
+    probe_daemon,
     style_display_name,
+    styles_label,
+    unique_name,
+    work_size,
 )
-from impasto.shared import errors
+from impasto.shared import errors, paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.imagefile import load_image
+from tests.daemon_fixture import free_port
 
 
 # -- settings ---------------------------------------------------------------------------
 def test_settings_use_cli_names_and_plugin_defaults():
     opts = options_from_settings({"size": 64, "iterations": 6, "frames": 3, "strength": "strong"})
-    assert (opts.size, opts.iterations, opts.frames, opts.strength) == (64, 6, 3, "strong")
+    assert (opts.size, opts.iterations, opts.frames, opts.strength) == (64, 6, 4, "strong")
     defaults = options_from_settings({})
     assert defaults.size is None  # the plug-ins keep the layer's size unless capped
-    assert defaults.frames == DEFAULT_SETTINGS["frames"]
+
+
+def test_frames_count_progress_layers_besides_the_final():
+    # the engine counts the final image among its frames: one more than the dialog's
+    assert options_from_settings({"frames": 3}).frames == 4
+    assert options_from_settings({}).frames == DEFAULT_SETTINGS["frames"] + 1
+    assert options_from_settings({"frames": 0}).frames == 0
+    assert options_from_settings({"frames": "2"}).frames == 3
+    assert options_from_settings({"frames": 999}).frames == 1000
 
 
 def test_settings_stored_as_strings_are_coerced():
@@ -74,10 +94,47 @@ def test_bad_settings_name_the_field(settings, field):
 def test_layer_names():
     assert style_display_name("/x/starry_night.jpg") == "starry_night"
     assert style_display_name("Layer 3") == "Layer 3"
+    assert styles_label(["/x/starry_night.jpg", "wave.png"]) == "starry_night + wave"
     assert group_layer_name(["starry_night", "wave"]) == "Impasto – starry_night + wave"
     assert frame_layer_name("starry", 2, 6) == "starry – iteration 2/6"
     assert frame_layer_name("starry", 6, 6, final=True) == "starry – final (6 iterations)"
     assert frame_layer_name("starry", 2, 6, delay_ms=120) == "starry – iteration 2/6 (120 ms)"
+
+
+def test_results_are_recognised_and_named_uniquely():
+    made = [
+        "Impasto – starry_night",
+        "Impasto – starry_night #2",
+        "starry – iteration 2/6",
+        "starry – final (6 iterations)",
+        "starry – cancelled at 3/400",
+        "starry – iteration 2/6 (200 ms)",
+        "starry – final (6 iterations) (150 ms) #2",
+    ]
+    assert all(is_result_name(n) for n in made), [n for n in made if not is_result_name(n)]
+    for name in ("Background", "Layer 2", "iteration 2", "sketch – final"):
+        assert not is_result_name(name)
+    assert unique_name("Impasto – s", ["Background"]) == "Impasto – s"
+    assert unique_name("Impasto – s", ["Impasto – s"]) == "Impasto – s #2"
+    assert unique_name("Impasto – s", ["Impasto – s", "Impasto – s #2"]) == "Impasto – s #3"
+
+
+def test_a_new_result_goes_above_the_earlier_ones_but_below_other_layers():
+    stack = ["Paper", "Background", "Impasto – a", "Impasto – a #2", "Line art"]
+    assert insert_index(stack, 1) == 3  # above both earlier runs, below the line art
+    assert insert_index(["Background"], 0) == 0
+    assert insert_index(["Background", "Line art", "Impasto – a"], 0) == 0
+
+
+def test_work_size_caps_never_enlarges_and_checks_the_daemons_limit():
+    assert work_size(400, 200, 100, 10**6) == (100, 50)
+    assert work_size(40, 20, 100, 10**6) == (40, 20)
+    assert work_size(400, 200, None, 10**6) == (400, 200)
+    with pytest.raises(ImpastoError) as info:
+        work_size(4200, 4100, None, 4096 * 4096)
+    assert info.value.code == errors.IMAGE_TOO_LARGE
+    assert "4200x4100" in info.value.message and "over the limit" in info.value.message
+    assert work_size(4200, 4100, 1024, 4096 * 4096) == (1024, 1000)
 
 
 def test_errors_come_with_advice():
@@ -119,13 +176,13 @@ def test_job_streams_frames_and_ends_with_the_final_image(daemon, images):
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions)
     labels = [f.label for f in job.frames]
-    assert len(job.frames) == 3, labels
+    assert len(job.frames) == 4, labels  # 3 progress frames + the final
     assert job.frames[-1].final and labels[-1] == "starry_night – final (6 iterations)"
     assert all(not f.final for f in job.frames[:-1])
     iterations = [f.iteration for f in job.frames]
     assert iterations == sorted(set(iterations)) and iterations[-1] == 6
     datas = [f.image.data for f in job.frames]
-    assert len(set(datas)) == 3  # frames differ from each other
+    assert len(set(datas)) == 4  # frames differ from each other
     assert max(job.frames[-1].image.width, job.frames[-1].image.height) == 64
     assert job.status_text.startswith("Done: 6 iterations")
 
@@ -148,7 +205,7 @@ def test_cancel_keeps_the_frames_so_far(daemon, images):
 def test_unreachable_daemon_is_a_readable_error_not_a_hang(images):
     content, style = images
     client = Client("tcp://127.0.0.1:9", timeout=30)  # nothing listens on the discard port
-    job = HostJob(client, content, [style], options_from_settings({"size": 64}))
+    job = HostJob(client, content, [style], options_from_settings({"size": 64}), autostart=False)
     started = time.monotonic()
     assert job.pump() is False
     assert time.monotonic() - started < 3
@@ -166,3 +223,75 @@ def test_daemon_side_rejections_end_the_job(daemon, images):
         job.run_blocking(timeout=60)
     assert job.error is info.value and job.done and not job.frames
     assert "conv9_9" in info.value.message
+
+
+def test_content_is_read_at_the_size_the_job_works_at(daemon, images):
+    content, style = images
+    asked = []
+
+    def read(width, height):
+        asked.append((width, height))
+        return content  # any image: the daemon scales it to the options' size
+
+    source = ContentSource(content.width * 4, content.height * 4, read)
+    opts = options_from_settings({"size": 64, "iterations": 2, "frames": 0})
+    job = HostJob(Client(daemon.endpoint), source, [style], opts)
+    job.run_blocking(timeout=60)
+    long_edge = max(asked[0])
+    assert asked and long_edge == 64, asked
+    assert [f.final for f in job.frames] == [True]
+
+
+def test_no_daemon_on_a_local_endpoint_starts_one(images, tmp_path):
+    content, style = images
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    assert probe_daemon(endpoint)[0] == UNREACHABLE
+    job = HostJob(
+        Client(endpoint, timeout=30),
+        content,
+        [style],
+        options_from_settings({"size": 64, "iterations": 3, "frames": 1}),
+    )
+    texts = []
+    try:
+        job.run_blocking(timeout=180, on_update=lambda j: texts.append(j.status_text))
+        assert job.daemon_started and job.connection == CONNECTED
+        assert texts[0] == "Starting the daemon… loading the model", texts[:3]
+        assert job.status_text.startswith("Done: 3 iterations"), job.status_text
+        assert [f.final for f in job.frames] == [False, True]
+        assert probe_daemon(endpoint)[0] == CONNECTED
+    finally:
+        daemonctl.stop(endpoint)
+
+
+def test_a_remote_endpoint_is_never_started(images):
+    content, style = images
+    endpoint = "tcp://192.0.2.1:5755"  # TEST-NET-1: not this machine, never answers
+    job = HostJob(Client(endpoint, timeout=1.0), content, [style], options_from_settings({}))
+    with pytest.raises(ImpastoError) as info:
+        job.run_blocking(timeout=30)
+    assert info.value.code == errors.DAEMON_UNAVAILABLE
+    assert not job.daemon_started and job.connection == UNREACHABLE
+
+
+def test_the_recorded_command_starts_the_daemon_from_an_editors_python(tmp_path, monkeypatch):
+    path = daemonctl.record_daemon_command("/usr/bin/python3")
+    assert path.parent == paths.config_dir()
+    assert daemonctl.recorded_command() == ["/usr/bin/python3", "-m", "impasto.daemon"]
+    monkeypatch.setattr(daemonctl.sys, "executable", "/usr/bin/krita")  # Krita's own binary
+    command = daemonctl.daemon_command("tcp://127.0.0.1:5755")
+    assert command == [
+        "/usr/bin/python3",
+        "-m",
+        "impasto.daemon",
+        "--endpoint",
+        "tcp://127.0.0.1:5755",
+    ]
+
+
+def test_install_plugin_records_how_to_start_a_daemon(tmp_path):
+    from impasto.cli.main import main
+
+    main(["install-plugin", "krita", "--dest", str(tmp_path / "pykrita")])
+    recorded = daemonctl.recorded_command()
+    assert recorded == [sys.executable, "-m", "impasto.daemon"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from impasto.plugin import install_krita, vendor
+from impasto.plugin import binary_deps, install_krita, vendor
 from impasto.shared.errors import ImpastoError
 from tests.krita_harness import INSTALL_HINT, missing_tools
 
@@ -112,18 +113,35 @@ def test_install_reports_a_python_that_cannot_get_the_deps(tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_deps_are_vendored_from_wheels(tmp_path):
-    """A Python without zmq/msgpack gets matching wheels unpacked beside the client."""
-    wheels = tmp_path / "wheels"
-    info = vendor.probe_python([SYSTEM_PYTHON, "-S"], tmp_path)
-    try:
-        vendor.download_wheels(info, wheels)
-    except ImpastoError as exc:  # the one network step: PyPI (or its proxy) unreachable
-        pytest.skip(f"PyPI not reachable for the wheel download: {exc.message[:200]}")
+def test_missing_deps_are_vendored_from_wheels(tmp_path, wheelhouse):
+    """A Python without zmq/msgpack gets wheels for its own ABI in a tagged folder."""
     dest = tmp_path / "vendor"
-    assert vendor.ensure_runtime_deps(dest, [SYSTEM_PYTHON, "-S"], wheelhouse=wheels) == []
-    assert (dest / "zmq").is_dir() and (dest / "msgpack").is_dir()
+    vendor.vendor_client(dest)
+    assert vendor.ensure_runtime_deps(dest, [SYSTEM_PYTHON, "-S"], wheelhouse=wheelhouse) == []
+    tag = vendor.probe_python([SYSTEM_PYTHON, "-S"], dest)["tag"]
+    assert tag == "cp311-linux-x86_64"
+    assert (dest / "wheels" / tag / "zmq").is_dir() and (dest / "wheels" / tag / "msgpack").is_dir()
+    assert not (dest / "zmq").exists()  # nothing untagged that another Python could pick up
+    info = vendor.probe_python([SYSTEM_PYTHON, "-S"], dest)
+    assert info["from"]["zmq"].startswith(str(dest / "wheels" / tag))
     assert vendor.check_runtime_deps(dest, [SYSTEM_PYTHON, "-S"]) == []
+
+
+def test_wheels_of_another_python_are_ignored_for_the_system_copy(tmp_path, wheelhouse):
+    """The "source tree" failure: wheels for 3.14 must not shadow 3.11's own zmq."""
+    dest = tmp_path / "vendor"
+    vendor.vendor_client(dest)
+    vendor.vendor_wheels(dest, vendor.Target("3.14", "linux", "x86_64"), wheelhouse)
+    (dest / "zmq").mkdir()  # the old untagged layout: removed by the next vendoring
+    vendor.vendor_client(dest)
+    assert not (dest / "zmq").exists()
+    info = vendor.probe_python([SYSTEM_PYTHON], dest)
+    assert info["missing"] == {} and info["wheels"] is None
+    assert info["from"]["zmq"].startswith("/usr/lib/python3/dist-packages/")
+    # and a Python with neither gets a message naming it and the fix
+    problems = vendor.check_runtime_deps(dest, [SYSTEM_PYTHON, "-S"])
+    text = "\n".join(problems)
+    assert "Python 3.11" in text and "cp314-linux-x86_64" in text and "install-plugin" in text
 
 
 def test_chroot_paths_are_translated(tmp_path):
@@ -141,5 +159,66 @@ def test_missing_editor_tools_are_named_with_the_install_command(monkeypatch, tm
     monkeypatch.setenv("PATH", str(tmp_path))
     assert missing_tools() == ["krita", "xvfb-run"]
     assert "apt-get install krita xvfb" in INSTALL_HINT
+    monkeypatch.setenv("HOME", str(tmp_path))  # no AppImage in ~/Applications either
     problems = install_krita.check(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
-    assert problems[0] == "Krita is not installed (no `krita` on PATH)"
+    assert problems[0].startswith("Krita is not installed here (looked for `krita` on PATH")
+    assert "package-plugin krita" in problems[0]
+    with pytest.raises(ImpastoError, match="Krita is not installed here"):
+        install_krita.install(tmp_path / "pykrita", kritarc=_kritarc(tmp_path))
+    assert not (tmp_path / "pykrita").exists()  # nothing half-installed
+
+
+@pytest.mark.krita  # the host's Debian Krita 5.1.5
+def test_krita_python_is_the_one_krita_links_not_the_first_on_path(monkeypatch, tmp_path):
+    """A python3.11 earlier on PATH (a pyenv shim, a venv) is not the Python Krita runs."""
+    shim = tmp_path / "python3.11"
+    shim.write_text("#!/bin/sh\nexit 1\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    found = install_krita.find()[0]
+    assert found.kind == "package" and found.version == "5.1.5"
+    assert found.python == [SYSTEM_PYTHON + ".11"]  # Debian's, beside libpython3.11
+    assert "Krita 5.1.5 (package: " in found.describe()
+
+
+@pytest.mark.parametrize(
+    ("system", "bundle_file", "tag"),
+    [
+        ("win32", "PROGRAMFILES/Krita (x64)/bin/python310.dll", "cp310-windows-amd64"),
+        (
+            "darwin",
+            "HOME/Applications/krita.app/Contents/Frameworks/Python.framework/Versions/3.13/Python",
+            "cp313-macos-universal2",
+        ),
+    ],
+)
+def test_windows_and_macos_krita_get_wheels_for_their_bundled_python(
+    system, bundle_file, tag, monkeypatch, tmp_path, wheelhouse
+):
+    """Krita's own builds: found in their usual place, Python read from the bundle, the
+    plug-in put in that platform's resource folder with wheels for exactly that Python."""
+    monkeypatch.setattr(sys, "platform", system)
+    for var in ("PROGRAMFILES", "HOME", "APPDATA", "LOCALAPPDATA"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    monkeypatch.delenv("IMPASTO_KRITA_PYTHON", raising=False)
+    made = tmp_path / bundle_file
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"")
+    if system == "win32":
+        (tmp_path / "PROGRAMFILES/Krita (x64)/bin/krita.exe").write_bytes(b"")
+    found = install_krita.find()
+    assert [f.kind for f in found] == ["windows" if system == "win32" else "macos"]
+    package = install_krita.install(wheelhouse=wheelhouse)
+    resources = {
+        "win32": tmp_path / "APPDATA" / "krita",
+        "darwin": tmp_path / "HOME" / "Library" / "Application Support" / "krita",
+    }[system]
+    assert package == resources / "pykrita" / "impasto_krita"
+    assert binary_deps.bundled_tags(str(package / "vendor")) == [tag]
+    assert (package / "vendor" / "wheels" / tag / "zmq").is_dir()
+    kritarc = {
+        "win32": tmp_path / "LOCALAPPDATA" / "kritarc",
+        "darwin": tmp_path / "HOME" / "Library" / "Preferences" / "kritarc",
+    }[system]
+    assert install_krita.is_enabled(kritarc)
+    assert install_krita.check() == []

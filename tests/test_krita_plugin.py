@@ -8,19 +8,27 @@ dumps the in-Krita scenario (tests/krita_selftest.py) wrote.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from impasto.plugin import daemonctl
+from tests.daemon_fixture import free_port
 from tests.krita_harness import INSTALL_HINT, KritaHome, missing_tools, pixels, write_png
 from tests.krita_kra import read_kra
 
 pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "krita_dialog.png"
 GROUP = "Impasto – starry_night"
-FRAMES = [
+FRAMES = [  # frames = 3: three progress layers besides the final
     "starry_night – iteration 2/6",
-    "starry_night – iteration 4/6",
+    "starry_night – iteration 3/6",
+    "starry_night – iteration 5/6",
     "starry_night – final (6 iterations)",
 ]
 
@@ -39,7 +47,8 @@ def source_png(tmp_path_factory, tubingen):
 
 
 def _spec(source_png, starry_night, daemon, tmp_path, **extra):
-    options = {"size": 64, "iterations": 6, "frames": 3, "seed": 3, "endpoint": daemon.endpoint}
+    endpoint = daemon.endpoint if daemon is not None else None
+    options = {"size": 64, "iterations": 6, "frames": 3, "seed": 3, "endpoint": endpoint}
     options.update(extra.pop("options", {}))
     return {
         "open": str(source_png),
@@ -77,6 +86,10 @@ def test_frames_land_in_a_group_above_the_source(
     group = top[1]
     assert [n.name for n in group.children] == FRAMES  # final on top
     assert all(n.nodetype == "paintlayer" and not n.masks for n in group.children)
+    assert [n.visible for n in group.children] == [False, False, False, True]
+    assert facts["progress_updates"] >= 3  # the scripting entry's callback
+    assert facts["progress_texts"][-1].startswith("Done: 6 iterations")
+    assert facts["status_bar"].startswith("Impasto: Done: 6 iterations")
 
     src = np.asarray(Image.open(source_png).convert("RGBA"))
     assert np.array_equal(_bgra_to_rgba(kra.pixels(top[0])), src)  # source untouched
@@ -180,7 +193,7 @@ def test_selection_baked_into_alpha_with_a_layer_as_second_style(
         tmp_path,
         selection=[10, 10, 50, 40],
         feather=4,
-        options={"confine": "alpha", "frames": 1, "iterations": 3, "style_blend": [0.8, 0.2]},
+        options={"confine": "alpha", "frames": 0, "iterations": 3, "style_blend": [0.8, 0.2]},
     )
     spec["styles"].append("layer:Background")  # any layer of an open document is a style
     facts = _run(krita_home, spec, tmp_path)
@@ -240,7 +253,7 @@ def test_grey_layer_is_read_and_frames_come_back_as_rgba(
     krita_home, source_png, starry_night, daemon, tmp_path
 ):
     spec = _spec(source_png, starry_night, daemon, tmp_path, grey=True)
-    spec["options"].update(frames=1, iterations=3)
+    spec["options"].update(frames=0, iterations=3)
     facts = _run(krita_home, spec, tmp_path)
     assert facts["color"] == ["GRAYA", "U8"]
     final = "starry_night – final (3 iterations)"
@@ -254,3 +267,95 @@ def test_grey_layer_is_read_and_frames_come_back_as_rgba(
     assert grey.shape[2] == 2
     spread = np.abs(frame[..., :3].astype(int).mean(axis=2) - grey[..., 0]).mean()
     assert spread > 2.0  # stylised, not a copy of the grey source
+
+
+def test_a_second_run_lands_on_top_and_shows(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path)
+    spec["options"].update(frames=1, iterations=3)
+    spec["again"] = [{"iterations": 6, "strength": "strong"}]  # a visibly different result
+    facts = _run(krita_home, spec, tmp_path)
+    first = [GROUP, "starry_night – iteration 2/3", "starry_night – final (3 iterations)"]
+    assert facts["created"] == first
+    second = ["starry_night – iteration 3/6", "starry_night – final (6 iterations)"]
+    assert facts["created_again"] == [[f"{GROUP} #2", *second]]
+
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    top = kra.root.children  # bottom-up
+    assert [n.name for n in top] == ["Background", GROUP, f"{GROUP} #2"]
+    newest = top[2]
+    assert newest.visible and [n.visible for n in newest.children] == [False, True]
+    final = _bgra_to_rgba(kra.pixels(newest.children[-1]))
+    older = _bgra_to_rgba(kra.pixels(top[1].children[-1]))
+    assert np.abs(final.astype(int) - older).mean() > 1.0  # the runs differ
+    assert np.array_equal(kra.merged(), final)  # what shows is the newest run
+
+
+def test_animation_placement_makes_keyframes(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path)
+    spec["options"].update(placement="animation")
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["created"] == [GROUP]  # one animated paint layer, named like a group
+    layer = next(n for n in facts["tree"] if n["name"] == GROUP)
+    assert layer["type"] == "paintlayer" and layer["animated"] and layer["visible"]
+    assert facts["time_range"] == [0, 3, 3]  # plays 0…3, showing the final image
+    assert facts["active_after"] == "Background"  # the source stays the active layer
+
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    assert [n.name for n in kra.root.children] == ["Background", GROUP]
+    node = kra.find(GROUP)
+    assert sorted(kra.keyframes(node)) == [0, 1, 2, 3]  # frames = 3: three + the final
+    assert kra.playback_range() == (0, 3)
+    src = np.asarray(Image.open(source_png).convert("RGBA"))
+    shots = [_bgra_to_rgba(kra.frame_pixels(node, t)) for t in range(4)]
+    for i, shot in enumerate(shots):
+        assert np.array_equal(shot[..., 3], src[..., 3])
+        assert np.abs(shot[..., :3].astype(int) - src[..., :3]).mean() > 2.0, i
+        for other in shots[i + 1 :]:
+            assert np.abs(shot.astype(int) - other).mean() > 0.5
+    assert np.array_equal(kra.merged(), shots[-1])  # the final image is what shows
+
+
+def test_the_dialog_starts_a_daemon_when_none_runs(krita_home, source_png, starry_night, tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"  # nothing listens here yet
+    daemonctl.record_daemon_command(config_dir=krita_home.config / "impasto")
+    spec = _spec(source_png, starry_night, None, tmp_path, via="dialog")
+    spec["options"] = {"iterations": 3, "frames": 1, "size": 64, "endpoint": endpoint}
+    spec["dialog_timeout"] = 200
+    spec["final_screenshot"] = str(tmp_path / "dialog-done.png")
+    try:
+        facts = _run(krita_home, spec, tmp_path)
+    finally:
+        stopped = daemonctl.stop(endpoint)
+    assert stopped, "the dialog's daemon was running"
+    statuses = facts["statuses"]
+    assert statuses[0] == "Starting the daemon… loading the model", statuses
+    assert any("starting" in state for state in facts["states"]), facts["states"]
+    assert facts["status_text"].startswith("Done: 3 iterations"), statuses
+    assert facts["status_text"].endswith("added 2 layers"), facts["status_text"]
+    assert "connected" in facts["connection_text"], facts["connection_text"]
+    assert facts["dialog_error"] is None
+    # the style list offers the source but none of Impasto's own layers
+    assert any(c.endswith("› Background") for c in facts["style_choices"]), facts["style_choices"]
+    assert not [c for c in facts["style_choices"] if "Impasto" in c or "iteration" in c]
+    assert facts["endpoint_placeholder"] == "default local daemon (tcp://127.0.0.1:5755)"
+    if os.environ.get("IMPASTO_UPDATE_SCREENSHOTS"):  # the README's picture
+        shutil.copy(tmp_path / "dialog-done.png", SCREENSHOT)
+
+
+def test_the_dialog_puts_frames_on_the_timeline(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, via="dialog")
+    spec["options"].update(placement="animation", frames=2)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["dialog_error"] is None
+    assert facts["status_after"].endswith("added 3 keyframes"), facts["status_after"]
+    kra = read_kra(tmp_path / "out" / "result.kra")
+    node = kra.find(GROUP)
+    assert sorted(kra.keyframes(node)) == [0, 1, 2]  # frames = 2: two + the final
+    assert kra.playback_range() == (0, 2)
+    assert np.array_equal(kra.merged(), _bgra_to_rgba(kra.frame_pixels(node, 2)))

@@ -137,9 +137,12 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         init_image=None,
+        extra_terms: dict | None = None,
     ) -> StyleResult:
+        """``extra_terms``: further loss terms (name -> function of the 0..255 RGB picture
+        at the scale's size), as the sequence job's temporal term; see objective.py."""
         try:
-            return self._run(content, styles, options, on_progress, cancel, init_image)
+            return self._run(content, styles, options, on_progress, cancel, init_image, extra_terms)
         except (RuntimeError, MemoryError) as exc:
             if isinstance(exc, MemoryError) or devices.is_out_of_memory(exc):
                 raise ImpastoError(
@@ -148,7 +151,9 @@ class Engine:
                 ) from exc
             raise
 
-    def _run(self, content, styles, options, on_progress, cancel, init_image) -> StyleResult:
+    def _run(
+        self, content, styles, options, on_progress, cancel, init_image, extra_terms=None
+    ) -> StyleResult:
         t0 = time.perf_counter()
         opts = check_options(options if options is not None else JobOptions())
         content_arr = imageops.as_rgba_array(content, "content")
@@ -218,6 +223,7 @@ class Engine:
             t0,
             need,
         )
+        run.extra_terms = dict(extra_terms or {})
         image, stop = run.execute()
         elapsed = time.perf_counter() - t0
         return StyleResult(
@@ -277,6 +283,7 @@ class _Run:
         else:
             self.layer_weights = dict.fromkeys(style_layers, 1.0)
         self.levels_per_unit = 255.0 * self.prep.std[0] / self.prep.scale
+        self.extra_terms: dict = {}  # set by Engine._run (the sequence job's temporal term)
 
     @staticmethod
     def _frame_iterations(frames: int, total: int) -> set[int]:
@@ -346,6 +353,7 @@ class _Run:
             tv_weight=self.opts.tv_weight,
             style_offset=offset,
             memory_format=self.fmt,
+            extra_terms=self.extra_terms,
         )
 
     def _initial(self, h: int, w: int, content_rgb: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ from the image tensor (in the network's input space) to the total loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,9 @@ class Objective:
     tv_weight: float
     style_offset: float = 0.0  # constant the blended-Gram form leaves out (reporting only)
     memory_format: torch.memory_format = torch.contiguous_format
+    # Further weighted terms a caller adds (a sequence's temporal term): name -> function
+    # of the picture in 0..255 RGB at this scale's size.
+    extra_terms: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     layers: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,11 +52,17 @@ class Objective:
         if self.tv_weight:
             tv = tv_loss(self.model.preprocessing.to_rgb(x) * 255.0)
             terms.append(self.tv_weight * tv)
+        extra = {}
+        if self.extra_terms:
+            rgb255 = self.model.preprocessing.to_rgb(x) * 255.0
+            extra = {name: term(rgb255) for name, term in self.extra_terms.items()}
+            terms.extend(extra.values())
         total = sum(terms[1:], terms[0])
         losses = {
             "content": self.content_weight * c.detach().item(),
             "style": self.style_weight * (s.detach().item() + self.style_offset),
             "tv": self.tv_weight * tv.detach().item(),
         }
-        losses["total"] = losses["content"] + losses["style"] + losses["tv"]
+        losses.update({name: value.detach().item() for name, value in extra.items()})
+        losses["total"] = sum(losses.values())
         return total, losses

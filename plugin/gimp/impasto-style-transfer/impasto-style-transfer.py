@@ -15,8 +15,12 @@ import sys
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pyzmq/msgpack: only the wheels built for the Python GIMP runs (else its own copies)
+from impasto.plugin import binary_deps
 
-import gi
+binary_deps.activate(os.path.dirname(os.path.abspath(__file__)))
+
+import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 import impasto_gimp_args as args  # noqa: E402
@@ -30,11 +34,24 @@ def _result(procedure, status, message: str | None = None):
 
 def _show_dialog(procedure, config) -> bool:
     gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
+    from gi.repository import GimpUi, Gtk
 
     GimpUi.init(args.PROCEDURE_NAME)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
-    dialog.fill(None)
+    hint = dialog.get_label("impasto-hint", args.NO_STYLE_HINT, False, False)
+    _fill_grouped(dialog)
+
+    def need_a_style(*_ignored) -> None:  # OK only once there is a style image
+        ready = bool(args.style_paths(config))
+        dialog.set_response_sensitive(Gtk.ResponseType.OK, ready)
+        hint.set_visible(not ready)
+        ok = dialog.get_widget_for_response(Gtk.ResponseType.OK)
+        if ok is not None:
+            ok.set_tooltip_text(None if ready else args.NO_STYLE_HINT)
+
+    for name in ("style-file", "style-file-2", "more-style-files"):
+        config.connect(f"notify::{name}", need_a_style)
+    need_a_style()
     probe = os.environ.get(DIALOG_PROBE_ENV)
     if probe:
         GLib.timeout_add(1000, _probe_dialog, dialog, config, probe)
@@ -43,35 +60,89 @@ def _show_dialog(procedure, config) -> bool:
     return accepted
 
 
+def _fill_grouped(dialog) -> None:
+    """Group the arguments as GIMP's own filters do: the everyday choices in titled
+    frames, the raw numbers folded away under "Advanced"."""
+    from gi.repository import GimpUi
+
+    for name, digits in args.DIGITS.items():  # show 0.05 as 0.05, not 0.1
+        dialog.get_widget(name, GimpUi.LabelSpin.__gtype__).set_digits(digits)
+    boxes = []
+    for key, (title, names) in enumerate(args.DIALOG_GROUPS):
+        box, label = f"impasto-box-{key}", f"impasto-title-{key}"
+        dialog.fill_box(box, names)
+        dialog.get_label(label, title, False, False)
+        frame = f"impasto-frame-{key}"
+        if title == args.ADVANCED:
+            dialog.fill_expander(frame, label, False, box)
+        else:
+            dialog.fill_frame(frame, label, False, box)
+        boxes.append(frame)
+    dialog.fill(boxes)
+
+
 # For automated UI tests: a JSON file {"set": {argument: value}, "record": path} makes
-# the dialog act as an artist would: fill in the values, then press OK; it records
-# what the dialog showed (its title and every label) to "record".
+# the dialog act as an artist would: fill in the values, then press OK (Cancel while OK
+# is refused); it records what the dialog showed (its title, every visible label,
+# whether OK was allowed) to "record". "screenshot" (a PNG path) with "screenshot_set"
+# (values typed first) saves a picture of the dialog.
 DIALOG_PROBE_ENV = "IMPASTO_GIMP_DIALOG_PROBE"
 
 
 def _probe_dialog(dialog, config, script_path: str) -> bool:
-    from gi.repository import Gio, Gtk
+    from gi.repository import Gdk, GimpUi, Gio, Gtk
 
     with open(script_path) as src:
         script = json.load(src)
-    labels: list[str] = []
+    ok = dialog.get_widget_for_response(Gtk.ResponseType.OK)
+    record = {"title": dialog.get_title(), "labels": _shown_labels(dialog)}
+    record["ok_before"] = ok.get_sensitive()  # before typing: what GIMP remembered
+    spin = dialog.get_widget("content-weight", GimpUi.LabelSpin.__gtype__)
+    record["content_weight_text"] = spin.get_spin_button().get_text()
 
-    def walk(widget) -> None:
-        if isinstance(widget, Gtk.Label) and widget.get_visible() and widget.get_text():
-            labels.append(widget.get_text())
-        if isinstance(widget, Gtk.Container):
-            for child in widget.get_children():
-                walk(child)
+    def type_values(values: dict) -> None:
+        for name, value in values.items():
+            if name.startswith("style-file"):
+                value = Gio.File.new_for_path(value)
+            config.set_property(name, value)
 
-    walk(dialog)  # before typing: what GIMP remembered from the last run
-    for name, value in script.get("set", {}).items():
-        if name.startswith("style-file"):
-            value = Gio.File.new_for_path(value)
-        config.set_property(name, value)
-    with open(script["record"], "w") as out:
-        json.dump({"title": dialog.get_title(), "labels": labels}, out)
-    dialog.response(Gtk.ResponseType.OK)
+    def finish() -> bool:
+        type_values(script.get("set", {}))
+        record["ok_after"] = ok.get_sensitive()
+        with open(script["record"], "w") as out:
+            json.dump(record, out)
+        dialog.response(Gtk.ResponseType.OK if ok.get_sensitive() else Gtk.ResponseType.CANCEL)
+        return False
+
+    def screenshot() -> bool:  # after a redraw; then type the rest
+        window = dialog.get_window()
+        shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
+        shot.savev(script["screenshot"], "png", [], [])
+        return finish()
+
+    if script.get("screenshot"):
+        type_values(script.get("screenshot_set", {}))
+        GLib.timeout_add(500, screenshot)
+    else:
+        finish()
     return False
+
+
+def _shown_labels(widget) -> list[str]:
+    """The texts an artist sees, in order (a folded expander shows only its title)."""
+    from gi.repository import Gtk
+
+    if isinstance(widget, Gtk.Label):
+        return [widget.get_text()] if widget.get_visible() and widget.get_text() else []
+    if isinstance(widget, Gtk.Expander) and not widget.get_expanded():
+        return _shown_labels(widget.get_label_widget())
+    labels = []
+    if isinstance(widget, Gtk.Frame) and widget.get_label_widget() is not None:
+        labels += _shown_labels(widget.get_label_widget())
+    if isinstance(widget, Gtk.Container) and widget.get_visible():
+        for child in widget.get_children():
+            labels += _shown_labels(child)
+    return labels
 
 
 def run(procedure, run_mode, image, drawables, config, _data):

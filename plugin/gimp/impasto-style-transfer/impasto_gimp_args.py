@@ -8,6 +8,7 @@ turns a filled config into the host job driver's settings (the CLI's option name
 
 from __future__ import annotations
 
+from impasto.plugin.hostjob import MAX_PROGRESS_FRAMES
 from impasto.shared.options import (
     CHOICES,
     DEFAULT_CONTENT_WEIGHT,
@@ -22,6 +23,38 @@ PROCEDURE_NAME = "python-fu-impasto-style-transfer"
 MENU_PATH = "<Image>/Filters/Artistic/"
 MENU_LABEL = "Neural Style Transfer…"
 PLACEMENTS = ("group", "animation")
+NO_STYLE_HINT = "Choose a style image to start."
+ADVANCED = "Advanced"
+# The dialog's layout, as GIMP's own filters group theirs: what to paint with first,
+# then size and quality, the frames, and the raw numbers folded away.
+DIALOG_GROUPS = (
+    (
+        "Style",
+        [
+            "impasto-hint",
+            "style-file",
+            "strength",
+            "preserve-colors",
+            "style-file-2",
+            "style-blend",
+        ],
+    ),
+    ("Size and quality", ["size", "quality", "iterations", "feather"]),
+    ("Frames", ["frames", "placement", "frame-delay"]),
+    (
+        ADVANCED,
+        [
+            "style-weight",
+            "content-weight",
+            "tv-weight",
+            "seed",
+            "more-style-files",
+            "endpoint",
+            "timeout",
+        ],
+    ),
+)
+DIGITS = {"style-weight": 2, "content-weight": 3, "tv-weight": 2, "timeout": 1, "feather": 1}
 RW = GObject.ParamFlags.READWRITE
 
 _CHOICE_LABELS = {
@@ -147,9 +180,9 @@ def register_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_int_argument(
         "frames",
         "Progress _frames",
-        "Intermediate frames kept as layers besides the result",
+        "Progress layers kept besides the final result (hidden in a group)",
         0,
-        1000,
+        MAX_PROGRESS_FRAMES,
         3,
         RW,
     )

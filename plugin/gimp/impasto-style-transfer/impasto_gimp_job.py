@@ -7,61 +7,59 @@ all inside one undo group.
 
 from __future__ import annotations
 
-from pathlib import PurePath
-
 import impasto_gimp_args as args
 import impasto_gimp_layers as layers
 import impasto_gimp_pixels as pixels
 import impasto_gimp_watchdog as watchdog
 
 from impasto.plugin.client import Client
-from impasto.plugin.hostjob import HostJob, describe_error, options_from_settings
-from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, IMAGE_TOO_LARGE, ImpastoError
-from impasto.shared.options import DEFAULT_MAX_PIXELS, OptionsError
+from impasto.plugin.hostjob import (
+    ContentSource,
+    HostJob,
+    Region,
+    options_from_settings,
+    styles_label,
+)
+from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
+from impasto.shared.options import OptionsError
 
 from gi.repository import Gimp  # isort: skip
 
 
-def _style_name(paths: list[str]) -> str:
-    return " + ".join(PurePath(p).stem for p in paths)
-
-
-def _read_content(drawable: Gimp.Drawable, region: layers.Region, size: int | None, depth: int):
-    """The region's pixels, reduced to the size cap already if it is larger."""
+def _content(drawable: Gimp.Drawable, region: Region, depth: int) -> ContentSource:
+    """The region, read only once the job knows the size it works at."""
     _ok, dx, dy = drawable.get_offsets()
-    long_edge = max(region.width, region.height)
-    if size is None and region.width * region.height > DEFAULT_MAX_PIXELS:
-        raise ImpastoError(
-            describe_error(
-                IMAGE_TOO_LARGE,
-                f"the layer region is {region.width}x{region.height} = "
-                f"{region.width * region.height:,} pixels, over the limit of "
-                f"{DEFAULT_MAX_PIXELS:,}",
-            ),
-            IMAGE_TOO_LARGE,
+
+    def read(width: int, height: int):
+        scale = width / region.width
+        return pixels.read_region(
+            drawable, region.x - dx, region.y - dy, region.width, region.height, depth, scale
         )
-    scale = size / long_edge if size is not None and long_edge > size else 1.0
-    return pixels.read_region(
-        drawable, region.x - dx, region.y - dy, region.width, region.height, depth, scale
-    )
+
+    return ContentSource(region.width, region.height, read)
 
 
 def _run_job(job: HostJob) -> None:
     """Pump the job with GIMP's progress bar until it ends."""
     Gimp.progress_init(f"Impasto: {job.style_name}")
-    job.start()
-    # GIMP's Cancel kills this process; the watchdog then cancels the daemon's job.
-    guard = watchdog.start(job.client.endpoint, job.job_id) if job.job_id else None
+    guard = None
+
+    def update(job: HostJob) -> None:
+        nonlocal guard
+        if guard is None and job.job_id:
+            # GIMP's Cancel kills this process; the watchdog then cancels the daemon's job.
+            guard = watchdog.start(job.client.endpoint, job.job_id)
+        Gimp.progress_set_text(job.status_text)
+        Gimp.progress_update(job.fraction)
+
     try:
-        while job.pump(0.1):
-            Gimp.progress_set_text(job.status_text)
-            Gimp.progress_update(job.fraction)
+        job.run_blocking(on_update=update)
+    except ImpastoError:
+        raise ImpastoError(job.error_text, job.error.code) from None
     finally:
         watchdog.stop(guard)
-    Gimp.progress_update(1.0)
-    Gimp.progress_end()
-    if job.error is not None:
-        raise ImpastoError(job.error_text, job.error.code)
+        Gimp.progress_update(1.0)
+        Gimp.progress_end()
     if not job.frames:
         raise ImpastoError("the daemon sent no image back", BAD_IMAGE)
 
@@ -86,11 +84,8 @@ def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfi
         region = layers.selection_region(image, drawable)
         if region is None:
             raise ImpastoError("the selection does not touch the layer", BAD_OPTIONS)
-        if options.size is not None:  # never upscale a small region on the daemon
-            long_edge = max(region.width, region.height, 16)
-            options = options.replace(size=min(options.size, long_edge))
-        content = _read_content(drawable, region, options.size, pixels.image_depth(image))
-        job = HostJob(client, content, styles, options, style_name=_style_name(style_files))
+        content = _content(drawable, region, pixels.image_depth(image))
+        job = HostJob(client, content, styles, options, style_name=styles_label(style_files))
         _run_job(job)
         inserted = layers.insert_frames(
             image,

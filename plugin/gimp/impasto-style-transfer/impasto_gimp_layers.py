@@ -7,24 +7,18 @@ selection stay as they were. All of it happens inside the caller's undo group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from impasto_gimp_pixels import write_layer
 
-from impasto.plugin.hostjob import JobFrame, frame_layer_name, group_layer_name
+from impasto.plugin.hostjob import (
+    JobFrame,
+    Region,
+    frame_layer_name,
+    group_layer_name,
+    insert_index,
+    unique_name,
+)
 
 from gi.repository import Gimp  # isort: skip
-
-
-@dataclass
-class Region:
-    """Where the result goes, in image coordinates, and whether a selection masks it."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    masked: bool
 
 
 def selection_region(image: Gimp.Image, drawable: Gimp.Drawable) -> Region | None:
@@ -79,9 +73,23 @@ def _finish(layer: Gimp.Layer, frame: JobFrame, region: Region) -> None:
         layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
 
 
+def _siblings(image: Gimp.Image, layer: Gimp.Layer) -> list[Gimp.Layer]:
+    parent = layer.get_parent()
+    return list(parent.get_children() if parent is not None else image.get_layers())
+
+
+def _all_names(items) -> set[str]:
+    names = set()
+    for item in items:
+        names.add(item.get_name())
+        if item.is_group_layer():
+            names |= _all_names(item.get_children())
+    return names
+
+
 def insert_frames(
     image: Gimp.Image,
-    above: Gimp.Layer,
+    source: Gimp.Layer,
     frames: list[JobFrame],
     region: Region,
     style_name: str,
@@ -89,17 +97,22 @@ def insert_frames(
     placement: str,
     delay_ms: int,
 ) -> list[Gimp.Layer]:
-    """Insert the frames (oldest lowest, the final one on top) above ``above``.
+    """Insert the frames (oldest lowest, the final one on top) above the source and
+    every earlier Impasto result stacked on it, so the newest run is what shows.
 
     "group": a layer group named for the style, intermediate frames hidden.
     "animation": layers beside the source named "… (NNN ms)", all visible, for
     Filters > Animation > Playback and GIF export (which play top-level layers).
     """
-    parent = above.get_parent()
-    position = image.get_item_position(above)
+    parent = source.get_parent()
+    siblings = _siblings(image, source)  # GIMP lists them top-down
+    bottom_up = [layer.get_name() for layer in reversed(siblings)]
+    below = insert_index(bottom_up, len(siblings) - 1 - siblings.index(source))
+    position = image.get_item_position(siblings[len(siblings) - 1 - below])
+    taken = _all_names(image.get_layers())
     group = None
     if placement == "group":
-        group = Gimp.GroupLayer.new(image, group_layer_name(style_name))
+        group = Gimp.GroupLayer.new(image, unique_name(group_layer_name(style_name), taken))
         image.insert_layer(group, parent, position)
         parent, position = group, 0
     layers = []
@@ -110,7 +123,8 @@ def insert_frames(
             )
         else:
             name = frame.label
-        layer = _frame_layer(image, name, region)
+        layer = _frame_layer(image, unique_name(name, taken), region)
+        taken.add(layer.get_name())
         image.insert_layer(layer, parent, position)  # each new frame goes on top
         _finish(layer, frame, region)
         if group is not None and not frame.final:

@@ -1,7 +1,8 @@
 """Impasto for Krita: Tools › Scripts › Impasto Style Transfer.
 
-The installer vendors the client (and pyzmq/msgpack when Krita's Python lacks them)
-into ``vendor/`` beside this file; it goes first on sys.path so Krita uses that copy.
+The installer (or the plug-in zip) vendors the client into ``vendor/`` beside this file,
+and pyzmq/msgpack wheels per Python ABI into ``vendor/wheels/<tag>``; the client goes
+first on sys.path, with only the wheels built for the Python this Krita runs.
 """
 
 import os
@@ -10,6 +11,9 @@ import sys
 _VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor")
 if os.path.isdir(_VENDOR) and _VENDOR not in sys.path:
     sys.path.insert(0, _VENDOR)
+    from impasto.plugin import binary_deps
+
+    binary_deps.activate(_VENDOR)
 
 try:
     from krita import Krita

@@ -2,53 +2,48 @@
 
 Everything here runs on Krita's GUI thread. ``KritaRun`` is shared by the dialog
 (which pumps it from a QTimer) and by ``stylize_active_layer`` (which blocks, for the
-Scripter and the tests); the job logic itself lives in ``impasto.plugin.hostjob``.
+Scripter and the tests, while Krita's event loop keeps turning); the job, its names and
+where results stack live in ``impasto.plugin.hostjob``: this module only reads and
+writes Krita's pixels and layers.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from krita import Krita
-from PyQt5.QtCore import QByteArray, QCoreApplication, QRect
 
 from impasto.plugin.client import Client
 from impasto.plugin.hostjob import (
     DEFAULT_SETTINGS,
+    ContentSource,
     HostJob,
     JobFrame,
+    Region,
     group_layer_name,
+    insert_index,
     options_from_settings,
     restore_alpha,
     style_display_name,
+    styles_label,
+    unique_name,
 )
 from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
 from impasto.shared.rawimage import RawImage
 
 from . import qtimage
+from .qt import QByteArray, QCoreApplication, QRect, QTimer
 
 DEPTH_BITS = {"U8": 8, "U16": 16}
 SRGB_PROFILE = "sRGB-elle-V2-srgbtrc.icc"
-# Only a layer group: Krita 5.1's Python API has no way to add keyframes to a layer it
-# creates (the timeline actions act on the UI's active layer, which scripts cannot set
-# reliably, and Document.importAnimation crashes the timeline model).
-PLACEMENTS = ("group",)
+# "group": a layer group of frames; "animation": one paint layer whose keyframes are the
+# frames (0 = first progress frame … last = final), played with Krita's own playback.
+PLACEMENTS = ("group", "animation")
 # How a selection confines the frames: an editable transparency mask made from it (needs
 # the source to be the active layer), or its coverage baked into the frames' alpha.
 CONFINE_MODES = ("mask", "alpha")
-
-
-@dataclass
-class Region:
-    """The part of the layer being stylised, in image coordinates."""
-
-    x: int
-    y: int
-    width: int
-    height: int
 
 
 # -- reading pixels ---------------------------------------------------------------------
@@ -98,7 +93,7 @@ def layer_region(doc: Any, node: Any) -> tuple[Region, bytes | None]:
         coverage = bytes(selection.pixelData(rect.x(), rect.y(), rect.width(), rect.height()))
         if not any(coverage):
             raise ImpastoError("the selection is empty", BAD_IMAGE)
-    return Region(rect.x(), rect.y(), rect.width(), rect.height()), coverage
+    return Region(rect.x(), rect.y(), rect.width(), rect.height(), coverage is not None), coverage
 
 
 def read_style(source: Any) -> tuple[RawImage, str]:
@@ -135,9 +130,7 @@ class KritaRun:
         self.placement = str(self.settings.get("placement") or "group")
         if self.placement not in PLACEMENTS:
             raise ImpastoError(
-                f"placement '{self.placement}' is not available in Krita "
-                f"{Krita.instance().version()}: frames go into a layer group",
-                BAD_OPTIONS,
+                f"placement '{self.placement}' is not one of {', '.join(PLACEMENTS)}", BAD_OPTIONS
             )
         self.confine = str(self.settings.get("confine") or "mask")
         if self.confine not in CONFINE_MODES:
@@ -146,33 +139,26 @@ class KritaRun:
             )
         self.region, self.coverage = layer_region(doc, node)
         self.selection = doc.selection() if self.coverage is not None else None
-        content = read_node(node, QRect(*self._rect()))
+        self.source = read_node(node, QRect(*self._rect()))  # its alpha goes onto every frame
         read = [read_style(s) for s in styles]
         self.style_names = [name for _, name in read]
-        options = options_from_settings(self.settings)
-        self.source = content  # full resolution: its alpha goes back onto every frame
-        long_edge = max(content.width, content.height)
-        if options.size is not None and options.size >= long_edge:
-            options = options.replace(size=None)  # never upscale past the layer itself
-        elif options.size is not None:  # send no more pixels than the job will use
-            scale = options.size / long_edge
-            content = qtimage.scaled(
-                content,
-                max(1, round(content.width * scale)),
-                max(1, round(content.height * scale)),
-            )
         self.client = client or Client(
             endpoint=self.settings.get("endpoint") or None,
             timeout=float(self.settings.get("timeout") or 10.0),
         )
         self.job = HostJob(
             self.client,
-            content,
+            ContentSource(self.source.width, self.source.height, self._content),
             [image for image, _ in read],
-            options,
-            style_name=" + ".join(self.style_names),
+            options_from_settings(self.settings),
+            style_name=styles_label(self.style_names),
+            autostart=bool(self.settings.get("autostart", True)),
         )
         self.layer_names: list[str] = []
+        self.keyframer: Keyframer | None = None
+
+    def _content(self, width: int, height: int) -> RawImage:
+        return qtimage.scaled(self.source, width, height)
 
     def _rect(self) -> tuple[int, int, int, int]:
         r = self.region
@@ -190,51 +176,89 @@ class KritaRun:
     def close(self) -> None:
         self.client.close()
 
-    def run_blocking(self, timeout: float | None = None) -> list[str]:
-        """Run to the end while keeping Krita's event loop turning; insert the frames."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.start()
+    def run_blocking(
+        self, timeout: float | None = None, on_progress: Callable[[HostJob], Any] | None = None
+    ) -> list[str]:
+        """Run to the end while Krita's event loop keeps turning; insert the frames.
+
+        ``on_progress(job)`` is called about ten times a second; the job's status line
+        also shows in Krita's status bar. Past ``timeout`` the job is cancelled and the
+        frames so far are kept."""
+        status_bar = _status_bar()
+
+        def update(job: HostJob) -> None:
+            if status_bar is not None:
+                status_bar.showMessage(f"Impasto: {job.status_text}", 5000)
+            if on_progress is not None:
+                on_progress(job)
+            QCoreApplication.processEvents()
+
         try:
-            while self.pump(0.05):
-                QCoreApplication.processEvents()
-                late = deadline is not None and time.monotonic() > deadline
-                if late and not self.job.cancel_requested:
-                    self.cancel()  # keeps the frames so far
-            if self.job.error is not None:
-                raise self.job.error
+            self.job.run_blocking(timeout, on_update=update)
             return self.insert_frames()
         finally:
             self.close()
 
     # -- writing the frames -------------------------------------------------------------
     def insert_frames(self) -> list[str]:
-        """Put the kept frames into the document (final image on top); their layer names."""
+        """Put the kept frames into the document above the source and every earlier
+        result on it; their layer names (the group or animated layer first)."""
         frames = self.job.frames
         if not frames:
             return []
         template = None
         if self.coverage is not None and self.confine == "mask":
             template = self._selection_mask()
-        names, layers = self._insert_group(frames)
+        if self.placement == "animation":
+            names, layers = self._insert_animation(frames)
+        else:
+            names, layers = self._insert_group(frames)
         if template is not None:
             self._confine(layers, template)
         self.doc.refreshProjection()
+        if self.keyframer is None:  # Krita activates what a script adds: give it back
+            QTimer.singleShot(0, self.reactivate_source)
         self.layer_names = names
         return names
 
+    def reactivate_source(self) -> None:
+        """Make the source the active layer again, so a second run starts from it."""
+        self.doc.setActiveNode(self.node)
+
+    def _place(self, new: Any) -> None:
+        """Add ``new`` beside the source: above it and every Impasto result on it."""
+        parent = self.node.parentNode()
+        siblings = parent.childNodes()  # bottom-up
+        ids = [n.uniqueId() for n in siblings]
+        index = insert_index([n.name() for n in siblings], ids.index(self.node.uniqueId()))
+        parent.addChildNode(new, siblings[index])
+
+    def _result_name(self) -> str:
+        taken = {n.name() for n in _all_nodes(self.doc.rootNode())}
+        return unique_name(group_layer_name(self.style_names), taken)
+
     def _insert_group(self, frames: list[JobFrame]) -> tuple[list[str], list[Any]]:
-        group = self.doc.createGroupLayer(group_layer_name(self.style_names))
-        self.node.parentNode().addChildNode(group, self.node)
+        group = self.doc.createGroupLayer(self._result_name())
+        self._place(group)
         names, layers = [group.name()], []
         below = None
         for frame in frames:
             layer = self.doc.createNode(frame.label, "paintlayer")
             group.addChildNode(layer, below)
             self._write(layer, frame.image)
+            layer.setVisible(frame.final)  # the final image shows; scrub the others
             below = layer
             names.append(layer.name())
             layers.append(layer)
         return names, layers
+
+    def _insert_animation(self, frames: list[JobFrame]) -> tuple[list[str], list[Any]]:
+        """One paint layer whose keyframes 0…N become the frames (the final one last)
+        a moment later: see ``Keyframer``."""
+        layer = self.doc.createNode(self._result_name(), "paintlayer")
+        self._place(layer)
+        self.keyframer = Keyframer(self, layer, frames)
+        return [layer.name()], [layer]
 
     def _write(self, layer: Any, image: RawImage) -> None:
         """Fill the layer's region with the image (scaled to it, at the layer's depth)."""
@@ -284,13 +308,108 @@ class KritaRun:
         self.doc.waitForDone()
 
 
-def stylize_active_layer(style_paths: list[str] | str, **options: Any) -> list[str]:
+# Keyframers still at work (a blocking script returns before they finish).
+PENDING: set[Keyframer] = set()
+
+
+def pending() -> bool:
+    """True while keyframes are still being added (scripts can wait on it)."""
+    return bool(PENDING)
+
+
+class Keyframer:
+    """Turns the frames into keyframes 0…N of ``layer`` and sets the playback range.
+
+    Krita 5.1's API adds keyframes only through the timeline actions, which act on the
+    active layer at the current time; and Krita activates a layer a script added only
+    once control is back in its main event loop (measured: never inside a nested event
+    loop, at once after returning). So this continues from QTimer callbacks, one step
+    at a time: wait until the layer is active and has stayed so while Krita's timeline
+    and curves dockers catch up (adding them all at once aborted Krita 5.1.5 in two of
+    six test runs: "row >= 0" in KisAnimCurvesChannelsModel; with this wait, six of six
+    passed), then one keyframe per step, then the range. A blocking script's call
+    returns first; ``done`` says when all is in. If Krita never activates the layer, it
+    keeps the final image alone and ``note`` says so."""
+
+    STEP_MS = 50
+    SETTLE = 10  # steps the layer must stay active before the first keyframe: 0.5 s
+    PATIENCE = 60  # steps to wait for Krita to activate the layer: 3 s
+
+    def __init__(self, run: KritaRun, layer: Any, frames: list[JobFrame], on_done: Any = None):
+        self.run, self.layer, self.frames = run, layer, frames
+        self.on_done = on_done
+        self.done = False
+        self.note = ""
+        self.waited = 0
+        self.settled = 0
+        self.next_frame = 0
+        PENDING.add(self)
+        QTimer.singleShot(0, self._step)
+
+    def _step(self) -> None:
+        doc = self.run.doc
+        active = doc.activeNode()
+        if active is None or active.uniqueId() != self.layer.uniqueId():
+            self.settled = 0
+            self.waited += 1
+            if self.waited > self.PATIENCE:
+                self.note = "Krita did not activate the new layer: the final image only"
+                self.run._write(self.layer, self.frames[-1].image)
+                return self._finish()
+            if self.waited % 5 == 1:
+                doc.setActiveNode(self.layer)
+        elif self.settled < self.SETTLE:
+            self.settled += 1
+        elif self.next_frame < len(self.frames):
+            self._add_keyframe(self.next_frame)
+            self.next_frame += 1
+        else:
+            self._set_range()
+            return self._finish()
+        QTimer.singleShot(self.STEP_MS, self._step)
+
+    def _add_keyframe(self, time: int) -> None:
+        doc = self.run.doc
+        doc.setCurrentTime(time)
+        Krita.instance().action("add_blank_frame").trigger()
+        doc.waitForDone()
+        self.run._write(self.layer, self.frames[time].image)
+
+    def _set_range(self) -> None:
+        doc = self.run.doc
+        last = len(self.frames) - 1
+        doc.setFullClipRangeStartTime(0)
+        doc.setFullClipRangeEndTime(last)
+        doc.setPlayBackRange(0, last)
+        if doc.playBackEndTime() < last:  # Krita 5.1.5 reads the end as exclusive
+            doc.setPlayBackRange(0, last + 1)
+        doc.setCurrentTime(last)  # the final image is what shows
+        doc.refreshProjection()
+
+    def _finish(self) -> None:
+        self.done = True
+        PENDING.discard(self)
+        self.run.reactivate_source()
+        if self.on_done is not None:
+            self.on_done(self)
+
+
+def stylize_active_layer(
+    style_paths: list[str] | str,
+    on_progress: Callable[[HostJob], Any] | None = None,
+    **options: Any,
+) -> list[str]:
     """Stylise the active layer of the active document, blocking until done.
 
-    ``style_paths``: style image files (or Krita layers); ``options``: every dialog
-    setting under the CLI's names (size, iterations, frames, strength, ...), plus
-    ``endpoint`` and ``run_timeout`` (seconds). Returns the names of the
-    layers created (the group first). Raises ImpastoError with a readable message.
+    ``style_paths``: style image files (or Krita layers); ``on_progress(job)``: called
+    about ten times a second with the running ``HostJob`` (``status_text``,
+    ``fraction``, ``frames``), besides Krita's status bar showing the status;
+    ``options``: every dialog setting under the CLI's names (size, iterations, frames,
+    strength, placement, ...), plus ``endpoint`` and ``run_timeout`` (seconds).
+    Returns the names of the layers created (the group or animated layer first).
+    With ``placement="animation"`` the keyframes are added once the script has returned
+    control to Krita (``pending()`` is True until then). Raises ImpastoError with a
+    readable message.
     """
     if isinstance(style_paths, str | Path):
         style_paths = [style_paths]
@@ -298,4 +417,15 @@ def stylize_active_layer(style_paths: list[str] | str, **options: Any) -> list[s
     node = doc.activeNode() if doc is not None else None
     timeout = options.pop("run_timeout", None)
     run = KritaRun(doc, node, list(style_paths), options)
-    return run.run_blocking(timeout)
+    return run.run_blocking(timeout, on_progress)
+
+
+def _status_bar() -> Any:
+    window = Krita.instance().activeWindow()
+    return window.qwindow().statusBar() if window is not None else None
+
+
+def _all_nodes(node: Any):
+    for child in node.childNodes():
+        yield child
+        yield from _all_nodes(child)

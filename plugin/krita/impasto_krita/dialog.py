@@ -8,12 +8,30 @@ Cancel, which keeps the frames so far).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from krita import Krita
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtGui import QPixmap
-from PyQt5.QtWidgets import (
+
+from impasto.plugin.hostjob import (
+    CHECKING,
+    CONNECTED,
+    DEFAULT_SETTINGS,
+    MAX_PROGRESS_FRAMES,
+    STARTING,
+    UNREACHABLE,
+    ConnectionWatch,
+    describe_error,
+    format_eta,
+    is_result_name,
+)
+from impasto.shared import paths
+from impasto.shared.errors import ImpastoError
+from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
+
+from . import qtimage
+from .adapter import PLACEMENTS, KritaRun
+from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
     QComboBox,
     QDialog,
@@ -26,24 +44,28 @@ from PyQt5.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
+    QPixmap,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    Qt,
+    QTimer,
     QVBoxLayout,
     QWidget,
 )
-
-from impasto.plugin.hostjob import DEFAULT_SETTINGS, describe_error, format_eta
-from impasto.shared.errors import ImpastoError
-from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
-
-from . import qtimage
-from .adapter import KritaRun
 
 SETTINGS_GROUP = "impasto"
 MAX_STYLE_ROWS = 4
 FILE_ITEM = "Image file…"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp)"
+RECHECK_MS = 5000  # how often an idle dialog looks at the daemon again
+# The connection line, as krita-ai-diffusion shows its server: a coloured state word.
+STATE_COLOURS = {
+    CONNECTED: "#3a3",
+    STARTING: "#c80",
+    CHECKING: "#888",
+}
+PLACEMENT_LABELS = {"group": "Layer group", "animation": "Animation (timeline keyframes)"}
 
 
 class StyleRow(QWidget):
@@ -78,9 +100,13 @@ class StyleRow(QWidget):
         self.source.addItem("(choose a style)", None)
         for path in self.dialog.recent_files:
             self.source.addItem(path.rsplit("/", 1)[-1], path)
-            self.source.setItemData(self.source.count() - 1, path, Qt.ToolTipRole)
+            self.source.setItemData(self.source.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+        # PyQt6 keeps only the C++ pointer of a QObject in item data (PyQt5 kept the
+        # Python object): hold the Node wrappers, or Krita deletes them under the list.
+        self.held_nodes = []
         for doc in Krita.instance().documents():
-            for node in _layers(doc.rootNode()):
+            for node in _layers(doc.rootNode()):  # Impasto's own results are no style
+                self.held_nodes.append(node)
                 self.source.addItem(f"{_doc_name(doc)} › {node.name()}", node)
         self.source.addItem(FILE_ITEM, FILE_ITEM)
         self.set_value(keep)
@@ -124,6 +150,13 @@ class StyleTransferDialog(QDialog):
         self.timer = QTimer(self)
         self.timer.setInterval(100)
         self.timer.timeout.connect(self._tick)
+        self.watch = ConnectionWatch()
+        self.recheck = QTimer(self)
+        self.recheck.setInterval(RECHECK_MS)
+        self.recheck.timeout.connect(self._check_daemon)
+        self.state_timer = QTimer(self)  # shows the watch's answer once the thread has it
+        self.state_timer.setInterval(250)
+        self.state_timer.timeout.connect(self._show_connection)
         saved = self._load_settings()
         self.recent_files: list[str] = saved.pop("recent_files", [])
         self._build(saved)
@@ -173,10 +206,18 @@ class StyleTransferDialog(QDialog):
         self.preserve = _combo(CHOICES["preserve_colors"], s["preserve_colors"])
         form.addRow("Preserve colours", self.preserve)
         self.frames = QSpinBox()
-        self.frames.setRange(0, 100)
+        self.frames.setRange(0, MAX_PROGRESS_FRAMES)
         self.frames.setValue(int(s.get("frames") if s.get("frames") is not None else 3))
-        self.frames.setToolTip("Progress frames kept as layers (the final image is always kept)")
-        form.addRow("Frames to keep", self.frames)
+        self.frames.setToolTip("Progress frames kept besides the final image (hidden layers)")
+        form.addRow("Progress frames", self.frames)
+        self.placement = QComboBox()
+        for key in PLACEMENTS:
+            self.placement.addItem(PLACEMENT_LABELS[key], key)
+        self.placement.setCurrentIndex(max(0, self.placement.findData(s.get("placement"))))
+        self.placement.setToolTip(
+            "A layer group (final image on top), or one layer whose keyframes play the run"
+        )
+        form.addRow("Frames as", self.placement)
         root.addLayout(form)
 
         self.advanced = QGroupBox("Advanced")
@@ -198,12 +239,21 @@ class StyleTransferDialog(QDialog):
         self.seed.setValue(int(s["seed"]) if s.get("seed") is not None else -1)
         adv.addRow("Seed", self.seed)
         self.endpoint = QLineEdit(s.get("endpoint") or "")
-        self.endpoint.setPlaceholderText("default local daemon (tcp://127.0.0.1:5755)")
+        self.endpoint.setPlaceholderText(_endpoint_placeholder())
+        self.endpoint.editingFinished.connect(self._check_daemon)
         adv.addRow("Daemon", self.endpoint)
+        self.autostart = QCheckBox("Start a local daemon when none is running")
+        self.autostart.setChecked(bool(s.get("autostart", True)))
+        adv.addRow(self.autostart)
         root.addWidget(self.advanced)
 
+        self.connection = QLabel()
+        self.connection.setTextFormat(Qt.TextFormat.RichText)
+        self.connection.setToolTip("The Impasto daemon this dialog sends jobs to")
+        root.addWidget(self.connection)
+
         self.preview = QLabel()
-        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumHeight(0)
         root.addWidget(self.preview)
         self.progress = QProgressBar()
@@ -214,9 +264,11 @@ class StyleTransferDialog(QDialog):
         root.addWidget(self.status)
 
         buttons = QDialogButtonBox()
-        self.start_button = buttons.addButton("Stylise", QDialogButtonBox.AcceptRole)
-        self.cancel_button = buttons.addButton("Cancel job", QDialogButtonBox.DestructiveRole)
-        self.close_button = buttons.addButton("Close", QDialogButtonBox.RejectRole)
+        self.start_button = buttons.addButton("Stylise", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = buttons.addButton(
+            "Cancel job", QDialogButtonBox.ButtonRole.DestructiveRole
+        )
+        self.close_button = buttons.addButton("Close", QDialogButtonBox.ButtonRole.RejectRole)
         self.cancel_button.setEnabled(False)
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
@@ -267,6 +319,8 @@ class StyleTransferDialog(QDialog):
             "tv_weight": self.tv_weight.value(),
             "seed": self.seed.value() if self.seed.value() >= 0 else None,
             "endpoint": self.endpoint.text().strip() or None,
+            "placement": self.placement.currentData(),
+            "autostart": self.autostart.isChecked(),
         }
         return {"styles": styles, **out}
 
@@ -327,6 +381,7 @@ class StyleTransferDialog(QDialog):
         self.status.setText(text)
         if job.frames:
             self._show_preview(job.frames[-1].image)
+        self._show_connection()
         if running:
             return
         self.timer.stop()
@@ -339,15 +394,38 @@ class StyleTransferDialog(QDialog):
             names = []
         finally:
             run.close()
+        self._check_daemon()
         if job.error is not None:
             self._show_error(job.error_text or "the job failed")
         elif names:
-            frames = len(names) - 1  # the first name is the group's
-            self.status.setText(f"{job.status_text} · added {frames} frame layer(s)")
+            self._report_added(run)
+
+    def _report_added(self, run: KritaRun) -> None:
+        """The final status line; for keyframes, once Krita has let them be added."""
+        job, keyframer = run.job, run.keyframer
+        if keyframer is not None and not keyframer.done:
+            self.status.setText(f"{job.status_text} · adding keyframes…")
+            keyframer.on_done = lambda _k: self._report_added(run)
+            return
+        added = len(job.frames)
+        if keyframer is not None and not keyframer.note:
+            text = f"added {added} keyframe{'s' if added != 1 else ''}"
+        elif keyframer is not None:
+            text = keyframer.note
+        else:
+            text = f"added {added} layer{'s' if added != 1 else ''}"
+        self.status.setText(f"{job.status_text} · {text}")
 
     def _show_preview(self, image) -> None:
         pixmap = QPixmap.fromImage(qtimage.to_qimage(image))
-        self.preview.setPixmap(pixmap.scaled(240, 160, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        self.preview.setPixmap(
+            pixmap.scaled(
+                240,
+                160,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -357,10 +435,51 @@ class StyleTransferDialog(QDialog):
         """Status line plus a message box that does not block Krita (open(), not exec)."""
         self.last_error = message
         self.status.setText("Error: " + message.splitlines()[0])
-        box = QMessageBox(QMessageBox.Warning, "Impasto", message, QMessageBox.Ok, self)
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Impasto", message, QMessageBox.StandardButton.Ok, self
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.error_box = box
+
+    # -- the daemon's state -----------------------------------------------------------------
+    def showEvent(self, event) -> None:
+        self._check_daemon()
+        self.recheck.start()
+        super().showEvent(event)
+
+    def hideEvent(self, event) -> None:
+        self.recheck.stop()
+        self.state_timer.stop()
+        super().hideEvent(event)
+
+    def _check_daemon(self) -> None:
+        """Look at the daemon in the background (never while a job owns the line)."""
+        if self.run is not None:
+            return
+        try:
+            endpoint = paths.check_endpoint(
+                self.endpoint.text().strip() or paths.default_endpoint()
+            )
+        except ValueError as exc:
+            self.connection.setText(f"Daemon: <b>not reachable</b> — {exc}")
+            return
+        self.watch.check(endpoint)
+        self.state_timer.start()
+        self._show_connection()
+
+    def _show_connection(self) -> None:
+        if self.run is not None:
+            state, detail = self.run.job.connection, self.run.client.endpoint
+        else:
+            state, detail = self.watch.state, self.watch.detail
+            if state != CHECKING:
+                self.state_timer.stop()
+            local = self.watch.endpoint and paths.is_loopback(self.watch.endpoint)
+            if state == UNREACHABLE and local and self.autostart.isChecked():
+                detail += " · Stylise starts one"
+        colour = STATE_COLOURS.get(state, "#c33")
+        self.connection.setText(f'Daemon: <b style="color:{colour}">{state}</b> — {_html(detail)}')
 
     def closeEvent(self, event) -> None:
         if self.run is not None:
@@ -387,9 +506,22 @@ def _number(value: float) -> QDoubleSpinBox:
 
 def _layers(node: Any):
     for child in node.childNodes():
+        if is_result_name(child.name()):
+            continue  # an Impasto result and the frames inside it
         if child.type() in ("paintlayer", "grouplayer", "filelayer", "vectorlayer"):
             yield child
         yield from _layers(child)
+
+
+def _endpoint_placeholder() -> str:
+    """What an empty Daemon field means: $IMPASTO_ENDPOINT, else the local default."""
+    if os.environ.get(paths.ENDPOINT_ENV):
+        return f"{paths.default_endpoint()} (from ${paths.ENDPOINT_ENV})"
+    return f"default local daemon ({paths.DEFAULT_ENDPOINT})"
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _doc_name(doc: Any) -> str:

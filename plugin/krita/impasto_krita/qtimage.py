@@ -6,13 +6,12 @@ job's output size while the layer may be larger: Qt's smooth scaling fills that 
 
 from __future__ import annotations
 
-from PyQt5.QtCore import Qt
-from PyQt5.QtGui import QImage, QImageReader, QPainter
-
 from impasto.shared.errors import BAD_IMAGE, ImpastoError
 from impasto.shared.rawimage import RawImage
 
-_FORMATS = {8: QImage.Format_RGBA8888, 16: QImage.Format_RGBA64}
+from .qt import QImage, QImageReader, QPainter, Qt
+
+_FORMATS = {8: QImage.Format.Format_RGBA8888, 16: QImage.Format.Format_RGBA64}
 
 
 def to_qimage(raw: RawImage) -> QImage:
@@ -41,7 +40,12 @@ def scaled(raw: RawImage, width: int, height: int) -> RawImage:
     """Smoothly resized to exactly width x height (unchanged if it already fits)."""
     if (raw.width, raw.height) == (width, height):
         return raw
-    image = to_qimage(raw).scaled(width, height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
+    image = to_qimage(raw).scaled(
+        width,
+        height,
+        Qt.AspectRatioMode.IgnoreAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
     return from_qimage(image, raw.depth)
 
 
@@ -58,9 +62,9 @@ def load_image_file(path: str) -> RawImage:
 def multiply_alpha(raw: RawImage, coverage: bytes) -> RawImage:
     """The image with its alpha multiplied by an 8-bit coverage map of the same size."""
     image = to_qimage(raw)
-    mask = QImage(coverage, raw.width, raw.height, raw.width, QImage.Format_Alpha8).copy()
+    mask = QImage(coverage, raw.width, raw.height, raw.width, QImage.Format.Format_Alpha8).copy()
     painter = QPainter(image)
-    painter.setCompositionMode(QPainter.CompositionMode_DestinationIn)
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
     painter.drawImage(0, 0, mask)
     painter.end()
     return from_qimage(image, raw.depth)
