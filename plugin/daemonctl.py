@@ -106,7 +106,7 @@ def launch(
     """Start a detached daemon process and return at once (a GUI keeps drawing);
     ``launch_failure`` and a status request then tell how it is doing."""
     endpoint = paths.check_endpoint(endpoint)
-    if not paths.is_loopback(endpoint):
+    if not (paths.is_loopback(endpoint) or paths.is_wildcard(endpoint)):
         raise ImpastoError(
             f"{endpoint} is not on this machine: start the daemon there", DAEMON_UNAVAILABLE
         )

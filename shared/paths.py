@@ -137,6 +137,14 @@ def is_loopback(endpoint: str) -> bool:
     return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
+def is_wildcard(endpoint: str) -> bool:
+    """True for tcp://0.0.0.0, tcp://[::] and tcp://*: every interface of this machine,
+    so a daemon for it starts here (it is not loopback: CURVE applies)."""
+    scheme, _, rest = endpoint.partition("://")
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return scheme == "tcp" and host in ("0.0.0.0", "::", "*")
+
+
 def check_endpoint(endpoint: str) -> str:
     """Raise ValueError naming the problem unless ``endpoint`` looks like tcp://host:port."""
     if not isinstance(endpoint, str) or "://" not in endpoint:
