@@ -123,6 +123,14 @@ def first_progress(client: Client, job: str, timeout: float = 120.0) -> None:
     raise AssertionError(f"no progress from job {job} within {timeout}s")
 
 
+def give_token_to_chroot(root: Path) -> None:
+    """An editor in a chroot runs as this user but has its own /tmp: put the local token
+    (shared.keys) where the user's runtime folder would have it there."""
+    runtime = root / "tmp" / f"impasto-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    (runtime / "token").write_text((keys.local_token(create=True) or "") + "\n")
+
+
 def local_dealer(endpoint: str) -> zmq.Socket:
     """A bare DEALER socket proving it is this user (the local token as PLAIN password)."""
     sock = zmq.Context.instance().socket(zmq.DEALER)

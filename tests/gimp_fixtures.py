@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from impasto.plugin import install_gimp
-from impasto.shared import keys
 from tests import gimp_chroot
+from tests.daemon_fixture import give_token_to_chroot
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +27,7 @@ def gimp_root() -> Path:
     if os.geteuid() != 0:
         pytest.fail(f"running GIMP 3 in the chroot {root} needs root (chroot needs uid 0)")
     install_gimp.install(dest=root / gimp_chroot.PLUGIN_DIR_IN_ROOT)
-    # GIMP runs as this user in the chroot, whose /tmp is its own: hand the plug-in the
-    # local token (shared.keys) where the user's runtime folder would have it.
-    runtime = root / "tmp" / f"impasto-{os.getuid()}"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    (runtime / "token").write_text((keys.local_token(create=True) or "") + "\n")
+    give_token_to_chroot(root)
     return root
 
 
