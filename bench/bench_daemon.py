@@ -6,8 +6,11 @@
 2. The wire: a 4096x4096 RGBA frame there and back over tcp loopback with the real
    protocol code (zero-copy send versus copying send), and the upload of such an
    image into the real daemon (submit until accepted, validation included).
+3. ``--limits``: what floods make the daemon hold (its RSS before and after each) and
+   the cost of a submit with 1k and 20k jobs queued (issue 15).
 
     .venv/bin/python bench/bench_daemon.py [--size 128] [--repeat 5]
+    .venv/bin/python bench/bench_daemon.py --limits [--queued 1000 20000]
 
 Runs its own daemon with private XDG folders; touches nothing of the user's.
 """
@@ -36,7 +39,7 @@ from impasto.plugin.client import Client, Progress  # noqa: E402
 from impasto.shared import protocol  # noqa: E402
 from impasto.shared.errors import ImpastoError  # noqa: E402
 from impasto.shared.rawimage import RawImage  # noqa: E402
-from tests.daemon_fixture import daemon_env, spawn_daemon  # noqa: E402
+from tests.daemon_fixture import daemon_env, local_dealer, spawn_daemon  # noqa: E402
 
 COLD_SCRIPT = r"""
 import sys, time
@@ -164,11 +167,124 @@ def daemon_upload(client: Client, image: RawImage, repeat: int) -> float:
     return median(times)
 
 
+def rss(client: Client) -> float:
+    return client.status()["memory"]["rss_mb"]
+
+
+def limits_bench(queued: list[int]) -> None:
+    """RSS before/after each flood, and submit latency with many jobs queued."""
+    rng = np.random.default_rng(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = spawn_daemon(
+            Path(tmp),
+            "--max-queued-jobs",
+            str(max(queued) + 100),
+            "--max-queued-jobs-total",
+            str(max(queued) + 100),
+            "--max-queued-mb",
+            "2048",
+        )
+        rows = []
+        try:
+            daemon.wait_until_ready(model=True)
+            client = daemon.client(timeout=120)
+            tiny = RawImage.from_numpy(np.full((32, 32, 3), 0.5, np.float32))
+            blocker = client.submit(tiny, [tiny], {"size": 32, "scales": 1, "iterations": 100_000})
+
+            # 1. the biggest legal submit: 8 styles + content at 4096^2, 16-bit RGBA
+            big = RawImage.from_numpy(rng.random((4096, 4096, 4), dtype=np.float32), 16)
+            before = rss(client)
+            start = time.perf_counter()
+            job = client.submit(big, [big] * 8, {"size": 64})
+            took = time.perf_counter() - start
+            rows.append(
+                (
+                    "submit of content + 8 styles, 4096^2 16-bit RGBA (1152 MiB), "
+                    f"uploaded in {took:.1f} s",
+                    before,
+                    rss(client),
+                )
+            )
+            client.cancel(job)
+            del big
+
+            # 2. 20 stalled uploads (announced, never sent) + 20 connections sending
+            # 50 MiB frames (over the message limit)
+            before = rss(client)
+            stalled = []
+            for i in range(20):
+                sock = local_dealer(daemon.endpoint)
+                fields = {
+                    "req": 1,
+                    "options": {"size": 64},
+                    "n_styles": 1,
+                    "img": [[4096, 4096, 4, 16]] * 2,
+                }
+                sock.send_multipart(protocol.encode(protocol.SUBMIT, fields))
+                flood = local_dealer(daemon.endpoint)
+                flood.send_multipart(
+                    [protocol.encode(protocol.STATUS, {"req": i})[0], bytes(50 << 20)]
+                )
+                stalled += [sock, flood]
+            time.sleep(5.0)
+            uploads = client.status()["uploads"]
+            what = (
+                f"20 submits announcing 256 MiB, never sending ({uploads} admitted as uploads, "
+                "the rest refused by the upload cap) + 20 senders of 50 MiB frames"
+            )
+            rows.append((what, before, rss(client)))
+            for sock in stalled:
+                sock.close(0)
+            while client.status()["uploads"]:  # idle uploads are dropped after 30 s
+                time.sleep(1.0)
+
+            # 3. submit latency with N jobs queued
+            latencies = []
+            count = 0
+            before = rss(client)
+            for target in sorted(queued):
+                while count < target:
+                    client.submit(tiny, [tiny], {"size": 32, "iterations": 1})
+                    count += 1
+                    if count % 1000 == 0:
+                        client.poll(0)  # drop the Accepted events
+                times = []
+                for _ in range(50):
+                    start = time.perf_counter()
+                    client.submit(tiny, [tiny], {"size": 32, "iterations": 1})
+                    times.append(time.perf_counter() - start)
+                    count += 1
+                client.poll(0)
+                latencies.append((target, median(times), rss(client)))
+            rows.append((f"{count} tiny jobs queued", before, rss(client)))
+            client.cancel(blocker)
+            client.close()
+        finally:
+            daemon.stop(timeout=60)
+
+    print("\n### What floods make the daemon hold (RSS of the daemon, MB)\n")
+    print("| flood | RSS before | RSS after | growth |")
+    print("|---|---:|---:|---:|")
+    for what, a, b in rows:
+        print(f"| {what} | {a:.0f} | {b:.0f} | {b - a:+.0f} |")
+    print("\n### Submit with many jobs queued (median of 50 submits, tiny 32 px jobs)\n")
+    print("| jobs queued | submit until accepted | daemon RSS |")
+    print("|---:|---:|---:|")
+    for n, t, r in latencies:
+        print(f"| {n} | {t * 1000:.1f} ms | {r:.0f} MB |")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=128, help="job long edge in px")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--limits", action="store_true", help="the floods and queue costs only")
+    ap.add_argument("--queued", type=int, nargs="+", default=[1000, 20000])
     args = ap.parse_args()
+    if args.limits:
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
+        limits_bench(args.queued)
+        return
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,67 +1,59 @@
-"""Job records and the queue: fair FIFO between clients, results kept for a while.
+"""Job records and the queue: fair FIFO between identities, every operation O(1).
 
-Only the server's loop thread touches these objects (workers get a job handed over and
-report back through the server), so nothing here needs a lock except the cancel flag,
-which is a threading.Event the worker reads.
+Only the scheduler (on the server's loop thread) touches these objects; a backend gets a
+job's inputs handed over and reports back by job id, so nothing here needs a lock except
+the job's one CancelToken, which the engine reads from its thread.
 """
 
 from __future__ import annotations
 
-import itertools
 import secrets
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from impasto.daemon.engine.types import CancelToken
 from impasto.shared import protocol
 from impasto.shared.options import JobOptions
-from impasto.shared.rawimage import RawImage
 
 DEFAULT_RETENTION = 3600.0  # seconds a finished job's result stays attachable
 
 
 @dataclass(eq=False)
 class Job:
-    """One style-transfer job from submission until its result expires."""
+    """One style-transfer job from submission until its result expires.
+
+    Pixels are not held here: inputs, checkpoints and results live in the journal and
+    are read when needed, so a long queue costs a few hundred bytes a job in memory.
+    """
 
     id: str
-    client_id: str  # the submitting client (stable across its reconnects): fairness
+    owner: str  # the proven identity that submitted it: ownership and fairness
     client_name: str
     options: JobOptions
-    content: RawImage
-    styles: list[RawImage]
-    init_image: RawImage | None = None
+    n_styles: int = 1
+    has_init: bool = False
     frame_size: int | None = None  # long-edge cap of progress frames
     frame_depth: int = 8
+    depth: int = 8  # the content's depth: the result's
+    nbytes: int = 0  # input bytes, counted against the queue caps
     state: str = protocol.QUEUED
     created: float = field(default_factory=time.time)
     started: float | None = None
-    finished: float | None = None  # monotonic clock, for retention
+    finished: float | None = None  # wall clock, so retention survives a restart
     subscribers: set[bytes] = field(default_factory=set)  # ROUTER identities
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    token: Any = None  # the engine's CancelToken while running (set by the worker)
+    cancel: CancelToken = field(default_factory=CancelToken)
     progress: dict[str, Any] | None = None  # latest progress header fields
-    frame: RawImage | None = None  # latest progress frame
+    frame: Any = None  # latest progress frame (RawImage)
     result: dict[str, Any] | None = None  # result header fields
-    image: RawImage | None = None  # the result
     error: tuple[str, str] | None = None  # (code, message)
     device: str = ""
+    removed: bool = False  # cancelled while queued: skipped when its turn comes
 
     @property
     def ended(self) -> bool:
         return self.state in (protocol.DONE, protocol.FAILED_STATE, protocol.CANCELLED)
-
-    def request_cancel(self) -> None:
-        """Ask a running job to stop; the engine checks its token every iteration."""
-        self.cancel_event.set()
-        if self.token is not None:
-            self.token.cancel()
-
-    def drop_inputs(self) -> None:
-        """Free the input pixels once the engine no longer needs them."""
-        self.content = self.styles = self.init_image = None  # type: ignore[assignment]
 
     def summary(self, position: int) -> dict[str, Any]:
         """What ``jobs`` reports: no pixels, nothing secret."""
@@ -79,105 +71,107 @@ class Job:
         }
 
 
-class JobQueue:
-    """All known jobs, and the queued ones in fair round-robin order between clients.
+def new_job_id(serial: int) -> str:
+    return f"{serial:04d}-{secrets.token_hex(4)}"
 
-    Each client has its own FIFO; clients take turns, so one client submitting twenty
-    jobs cannot starve another that submits one.
+
+class JobQueue:
+    """The queued jobs, in fair round-robin order between owners.
+
+    Each owner has its own FIFO; owners take turns, so one identity submitting twenty
+    jobs cannot starve another that submits one. push, pop and remove are O(1) (a
+    removed job is skipped when its turn comes); a new job's position costs O(owners).
+    Measured at 20k queued jobs: BENCHMARKS.md, "daemon".
     """
 
-    def __init__(self, retention: float = DEFAULT_RETENTION):
-        self.retention = retention
-        self.jobs: dict[str, Job] = {}
+    def __init__(self) -> None:
         self._queues: dict[str, deque[Job]] = {}
-        self._turns: deque[str] = deque()  # clients with queued jobs, next first
-        self._serial = itertools.count(1)
-
-    def new_id(self) -> str:
-        return f"{next(self._serial):04d}-{secrets.token_hex(4)}"
+        self._live: dict[str, int] = {}  # queued and not removed, per owner
+        self._turns: deque[str] = deque()  # owners with queued jobs, next first
+        self._bytes: dict[str, int] = {}
+        self.total = 0
+        self.total_bytes = 0
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self.total
 
-    def get(self, job_id: str) -> Job | None:
-        return self.jobs.get(job_id)
+    def count(self, owner: str) -> int:
+        return self._live.get(owner, 0)
+
+    def bytes_of(self, owner: str) -> int:
+        return self._bytes.get(owner, 0)
 
     def push(self, job: Job) -> int:
         """Queue a job; returns its position (0 = runs next)."""
-        self.jobs[job.id] = job
-        queue = self._queues.setdefault(job.client_id, deque())
+        queue = self._queues.get(job.owner)
+        if queue is None:
+            queue = self._queues[job.owner] = deque()
+            self._turns.append(job.owner)
+        position = self._position_at(job.owner, self._live.get(job.owner, 0))
         queue.append(job)
-        if job.client_id not in self._turns:
-            self._turns.append(job.client_id)
-        return self.position(job)
+        self._count(job, +1)
+        return position
 
     def pop(self) -> Job | None:
-        """The next job to run: the head of the next client's FIFO."""
+        """The next job to run: the head of the next owner's FIFO."""
         while self._turns:
-            client = self._turns.popleft()
-            queue = self._queues.get(client)
+            owner = self._turns.popleft()
+            queue = self._queues[owner]
+            while queue and queue[0].removed:
+                queue.popleft()
             if not queue:
-                self._queues.pop(client, None)
+                del self._queues[owner]
                 continue
             job = queue.popleft()
-            if queue:
-                self._turns.append(client)
+            self._count(job, -1)
+            if self._live.get(owner):
+                self._turns.append(owner)
             else:
-                del self._queues[client]
+                del self._queues[owner]
             return job
         return None
 
     def remove(self, job: Job) -> bool:
         """Take a queued job out of the queue (cancel); False if it was not queued."""
-        queue = self._queues.get(job.client_id)
-        if not queue or job not in queue:
+        if job.removed or job.state != protocol.QUEUED or job.owner not in self._queues:
             return False
-        queue.remove(job)
-        if not queue:
-            del self._queues[job.client_id]
-            self._turns.remove(job.client_id)
+        job.removed = True
+        self._count(job, -1)
         return True
 
+    def _count(self, job: Job, sign: int) -> None:
+        self._live[job.owner] = self._live.get(job.owner, 0) + sign
+        self._bytes[job.owner] = self._bytes.get(job.owner, 0) + sign * job.nbytes
+        self.total += sign
+        self.total_bytes += sign * job.nbytes
+        if not self._live[job.owner]:
+            del self._live[job.owner]
+            self._bytes.pop(job.owner, None)
+
+    def _position_at(self, owner: str, k: int) -> int:
+        """Position of the owner's k-th (0-based) live job: k full rounds before it, then
+        the owners ahead of it in turn order that still have a job in round k."""
+        ahead, seen = 0, False
+        for other in self._turns:
+            n = self._live.get(other, 0)
+            if other == owner:
+                seen = True
+                ahead += k
+                continue
+            ahead += min(n, k) + (1 if n > k and not seen else 0)
+        return ahead
+
     def order(self) -> list[Job]:
-        """Queued jobs in the order they will run."""
-        queues = {c: list(q) for c, q in self._queues.items()}
-        turns = deque(self._turns)
+        """Queued jobs in the order they will run (O(n), for listings)."""
+        queues = {o: deque(j for j in q if not j.removed) for o, q in self._queues.items()}
+        turns = deque(o for o in self._turns if queues.get(o))
         out: list[Job] = []
         while turns:
-            client = turns.popleft()
-            out.append(queues[client].pop(0))
-            if queues[client]:
-                turns.append(client)
+            owner = turns.popleft()
+            out.append(queues[owner].popleft())
+            if queues[owner]:
+                turns.append(owner)
         return out
-
-    def position(self, job: Job) -> int:
-        if job.state != protocol.QUEUED:
-            return 0
-        for i, queued in enumerate(self.order()):
-            if queued is job:
-                return i
-        return 0
 
     def positions(self) -> dict[str, int]:
         return {job.id: i for i, job in enumerate(self.order())}
-
-    def finish(self, job: Job, state: str) -> None:
-        job.state = state
-        job.finished = time.monotonic()
-        job.drop_inputs()
-
-    def expire(self, now: float | None = None) -> list[Job]:
-        """Forget ended jobs whose retention time has passed; returns them."""
-        now = time.monotonic() if now is None else now
-        gone = [
-            j
-            for j in self.jobs.values()
-            if j.ended and j.finished is not None and now - j.finished > self.retention
-        ]
-        for job in gone:
-            del self.jobs[job.id]
-        return gone
-
-    def forget_subscriber(self, identity: bytes) -> None:
-        for job in self.jobs.values():
-            job.subscribers.discard(identity)

@@ -2,8 +2,8 @@
 
 Owns what makes a process a good citizen: one daemon per endpoint (an flock'd lock file
 holding the pid, which the kernel releases even after ``kill -9``, so a stale lock is
-simply taken over), a log file in the user's state folder, and SIGTERM/SIGINT handlers
-that cancel running jobs and exit cleanly.
+simply taken over), a rotating log file in the user's state folder, and SIGTERM/SIGINT
+handlers that stop running jobs (they resume at the next start) and exit within seconds.
 """
 
 from __future__ import annotations
@@ -11,18 +11,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import logging.handlers
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 from impasto.daemon.jobs import DEFAULT_RETENTION
+from impasto.daemon.limits import Limits, MiB
 from impasto.shared import paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.options import DEFAULT_MAX_PIXELS
 from impasto.shared.paths import read_pid
 
 log = logging.getLogger("impasto.daemon")
+
+LOG_BYTES = 10 * MiB  # per log file; LOG_BACKUPS older ones are kept beside it
+LOG_BACKUPS = 3
 
 
 class AlreadyRunning(ImpastoError):
@@ -55,6 +61,13 @@ class PidLock:
         os.write(fd, f"{os.getpid()}\n{endpoint}\n".encode())
         os.fsync(fd)
         self.fd = fd
+
+    def mark_ready(self) -> None:
+        """Add a ``ready`` line once the socket is bound: how ``impasto daemon start``
+        knows a CURVE daemon it cannot talk to (no authorised key here) is serving."""
+        if self.fd is not None:
+            os.write(self.fd, b"ready\n")
+            os.fsync(self.fd)
 
     def release(self) -> None:
         if self.fd is None:
@@ -114,6 +127,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback address without CURVE (anyone on the network can use it)",
     )
+    p.add_argument(
+        "--weights-dir",
+        default=None,
+        help="folder of extra NAME.pth weights clients may choose by NAME "
+        "(default $XDG_DATA_HOME/impasto/weights)",
+    )
+    defaults = Limits()
+    p.add_argument(
+        "--max-queued-jobs",
+        type=int,
+        default=defaults.jobs_per_client,
+        help="queued jobs per client identity (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queued-jobs-total",
+        type=int,
+        default=defaults.jobs_total,
+        help="queued jobs in all (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queued-mb",
+        type=int,
+        default=defaults.bytes_per_client // MiB,
+        help="MiB of queued input images per client identity (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queued-mb-total",
+        type=int,
+        default=defaults.bytes_total // MiB,
+        help="MiB of queued input images in all (default %(default)s)",
+    )
     p.add_argument("--log-file", default=None, help="log file (default: in the state folder)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--no-warmup", action="store_true", help="load the model on the first job")
@@ -122,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(log_file: Path, level: str) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     )
@@ -140,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ImpastoError(f"--max-pixels {args.max_pixels} is too small")
         if args.retention < 0:
             raise ImpastoError("--retention must not be negative")
+        limits = Limits(
+            jobs_per_client=args.max_queued_jobs,
+            jobs_total=args.max_queued_jobs_total,
+            bytes_per_client=args.max_queued_mb * MiB,
+            bytes_total=args.max_queued_mb_total * MiB,
+        )
+        if min(limits.jobs_per_client, limits.jobs_total) < 1:
+            raise ImpastoError("--max-queued-jobs and --max-queued-jobs-total must be at least 1")
         loopback = paths.is_loopback(endpoint)
         curve = args.curve or (not loopback and not args.insecure)
         lock = PidLock(paths.lock_file(endpoint))
@@ -158,17 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     from impasto.daemon.server import Server
 
     devices = [d.strip() for d in args.device.split(",") if d.strip()] or ["auto"]
-    server = Server(
-        endpoint,
-        devices=devices,
-        max_pixels=args.max_pixels,
-        retention=args.retention,
-        curve=curve,
-        warmup=not args.no_warmup,
-    )
     try:
+        server = Server(
+            endpoint,
+            devices=devices,
+            max_pixels=args.max_pixels,
+            retention=args.retention,
+            curve=curve,
+            warmup=not args.no_warmup,
+            limits=limits,
+            weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
+        )
         server.bind()
-    except ImpastoError as exc:
+    except (ImpastoError, OSError, sqlite3.Error) as exc:
         print(f"impasto-daemon: {exc}", file=sys.stderr)
         log.error("%s", exc)
         lock.release()
@@ -176,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum, _frame):
         log.info("received %s", signal.Signals(signum).name)
+        if server._stopping.is_set():  # a second signal: the journal is crash-safe anyway
+            log.warning("second signal: exiting now")
+            os._exit(1)
         server.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    lock.mark_ready()
     print(f"impasto-daemon: serving {endpoint} (pid {os.getpid()}, log {log_path})", flush=True)
     log.info("daemon pid %d serving %s, devices %s", os.getpid(), endpoint, devices)
     try:
@@ -189,4 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         lock.release()
+    if server.backend.busy():
+        # A job still inside torch would race the interpreter's teardown (seen as SIGABRT);
+        # everything worth keeping is in the journal, so leave without finalising.
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -1,30 +1,42 @@
-"""A worker thread per device: runs jobs on the engine, reports back to the server loop.
+"""The thread backend: a worker thread per device runs tasks on the engine in-process.
 
-The worker is the only place that touches torch; it imports the engine lazily (so the
-daemon answers hello and status at once) and warms the model up in the background. It
-turns the engine's Progress into protocol fields plus a RawImage frame resized to what
-the client asked for, catches every engine exception (the job fails, the daemon lives),
-and retries a job that ran out of memory at a lower resolution.
+A backend is what the scheduler hands jobs to (see ``Backend`` in backend.py): this one
+is the only place that touches torch; it imports the engine lazily (so the daemon answers
+hello and status at once) and warms the model up in the background. It turns the
+engine's Progress into protocol fields plus a RawImage frame resized to what the client
+asked for, checkpoints the best image every few seconds, catches every engine exception
+(the job fails, the daemon lives), and retries a job that ran out of memory smaller.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from impasto.daemon.jobs import Job
+from impasto.daemon.backend import (
+    CHECKPOINT,
+    DONE,
+    FAILED,
+    PROGRESS,
+    READY,
+    STARTED,
+    Report,
+    Task,
+)
+from impasto.daemon.engine.types import CancelToken
 from impasto.shared.errors import (
     CANCELLED,
     INTERNAL,
     OUT_OF_MEMORY,
     ImpastoError,
 )
-from impasto.shared.options import DEFAULT_MAX_PIXELS
+from impasto.shared.options import DEFAULT_MAX_PIXELS, JobOptions
 from impasto.shared.rawimage import RawImage
 
 log = logging.getLogger("impasto.daemon.worker")
@@ -33,8 +45,10 @@ OOM_RETRIES = 2  # each retry shrinks the long edge to OOM_SHRINK of the last tr
 OOM_SHRINK = 0.7
 MIN_OOM_SIZE = 64
 
-# What a worker reports; the server loop reads these from its queue.
-READY, STARTED, PROGRESS, DONE, FAILED = "ready", "started", "progress", "done", "failed"
+# A running job saves its best image this often (seconds), from extra frames the worker
+# asks the engine for (CHECKPOINT_FRAMES over the run) that clients never see.
+CHECKPOINT_S = 3.0
+CHECKPOINT_FRAMES = 20
 
 
 def resize_frame(array, long_edge: int | None):
@@ -66,27 +80,32 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-class Worker(threading.Thread):
-    """Runs one job at a time on ``device``; ``report(kind, job, payload)`` goes to the loop.
+def client_frames(frames: int, total: int) -> set[int]:
+    """The iterations the engine would make frames on for ``frames`` (engine's rule)."""
+    return {math.ceil(k * total / frames) for k in range(1, frames + 1)} if frames else set()
 
-    ``report`` must be thread-safe (the server's queue plus a wake-up message).
-    """
+
+class Worker(threading.Thread):
+    """Runs one task at a time on ``device``; ``report(kind, job_id, payload)`` goes to
+    the loop and must be thread-safe (the server's queue plus a wake-up message)."""
 
     def __init__(
         self,
         device: str,
-        report: Callable[[str, Job | None, Any], None],
+        report: Report,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         warmup: bool = True,
+        weights_dir: Path | None = None,
     ):
         super().__init__(name=f"impasto-worker-{device}", daemon=True)
         self.device = device
         self.report = report
         self.max_pixels = max_pixels
         self.warmup = warmup
-        self.inbox: queue.Queue[Job | None] = queue.Queue()
-        self.job: Job | None = None  # set and cleared by the server loop
-        self.engine = None
+        self.weights_dir = weights_dir
+        self.inbox: queue.Queue[Task | None] = queue.Queue()
+        self.task: Task | None = None  # set by the backend, cleared when it reports the end
+        self.engine: Any = None
         self.engine_error: ImpastoError | None = None
         self.model_loaded = False
         self.resolved_device = ""  # what "auto" turned out to be, once known
@@ -95,14 +114,15 @@ class Worker(threading.Thread):
     def run(self) -> None:
         self._load()
         while True:
-            job = self.inbox.get()
-            if job is None:
+            task = self.inbox.get()
+            if task is None:
                 return
             try:
-                self._run_job(job)
+                self._run_task(task)
             except BaseException as exc:  # never let the thread die with a job half-done
-                log.error("job %s: worker error\n%s", job.id, traceback.format_exc())
-                self.report(FAILED, job, (INTERNAL, f"worker error: {type(exc).__name__}: {exc}"))
+                log.error("job %s: worker error\n%s", task.job_id, traceback.format_exc())
+                why = f"worker error: {type(exc).__name__}: {exc}"
+                self.report(FAILED, task.job_id, (INTERNAL, why))
 
     def stop(self) -> None:
         self.inbox.put(None)
@@ -111,8 +131,10 @@ class Worker(threading.Thread):
         started = time.monotonic()
         try:
             from impasto.daemon.engine import Engine
+            from impasto.daemon.engine.weightsource import WeightSource
 
-            self.engine = Engine(max_pixels=self.max_pixels)
+            weights = WeightSource.for_daemon(self.weights_dir)
+            self.engine = Engine(max_pixels=self.max_pixels, weights=weights)
             if self.warmup:
                 self._warm_up()
         except ImpastoError as exc:
@@ -132,84 +154,66 @@ class Worker(threading.Thread):
         """Load the model and run one tiny step, so the first real job starts at once."""
         import numpy as np
 
-        from impasto.daemon.engine import CancelToken
-        from impasto.shared.options import JobOptions
-
         tiny = np.full((32, 32, 3), 0.5, np.float32)
         options = JobOptions(size=32, iterations=1, frames=0, scales=1, device=self.device)
         result = self.engine.run(tiny, [tiny], options, on_progress=None, cancel=CancelToken())
         self.resolved_device = result.device_label
         self.model_loaded = True
 
-    # -- one job --------------------------------------------------------------------------
-    def _run_job(self, job: Job) -> None:
+    # -- one task -------------------------------------------------------------------------
+    def _run_task(self, task: Task) -> None:
         if self.engine is None:
             raise self.engine_error or ImpastoError("the engine is not loaded", INTERNAL)
-        from impasto.daemon.engine import CancelToken
-
-        options = job.options
+        options = task.options
         if options.device == "auto" and self.device != "auto":
             options = options.replace(device=self.device)
-        content = job.content.to_numpy()
-        styles = [s.to_numpy() for s in job.styles]
-        init = job.init_image.to_numpy() if job.init_image is not None else None
-        depth = job.content.depth
-        self.report(STARTED, job, None)
+        total = options.total_iterations()
+        shown = client_frames(options.frames, total)
+        options = options.replace(frames=max(options.frames, CHECKPOINT_FRAMES), frame_size=None)
+        init = task.init_image
+        if task.start_iteration:  # resumed: carry on from the checkpoint
+            options = options.replace(init="image", iterations=max(1, total - task.start_iteration))
+        content = task.content.to_numpy()
+        styles = [s.to_numpy() for s in task.styles]
+        init_arr = init.to_numpy() if init is not None else None
+        self.report(STARTED, task.job_id, None)
+        progress = _ProgressRelay(self, task, shown, total)
 
         for attempt in range(OOM_RETRIES + 1):
-            token = CancelToken()
-            job_token = _JobCancel(job, token)
             try:
                 result = self.engine.run(
                     content,
                     styles,
                     options,
-                    on_progress=job_token.progress_callback(self._progress),
-                    cancel=token,
-                    init_image=init,
+                    on_progress=progress,
+                    cancel=task.cancel,
+                    init_image=init_arr,
                 )
                 break
             except Exception as exc:
                 if is_out_of_memory(exc) and attempt < OOM_RETRIES:
-                    size = options.size or max(job.content.width, job.content.height)
+                    size = options.size or max(task.content.width, task.content.height)
                     smaller = int(size * OOM_SHRINK)
                     if smaller >= MIN_OOM_SIZE:
                         log.warning(
-                            "job %s: out of memory at %dpx, retrying at %dpx", job.id, size, smaller
+                            "job %s: out of memory at %dpx, retrying at %dpx",
+                            task.job_id,
+                            size,
+                            smaller,
                         )
                         options = options.replace(size=smaller)
                         _free_device_memory()
                         continue
-                if is_out_of_memory(exc):
-                    _free_device_memory()
-                    size = options.size or max(job.content.width, job.content.height)
-                    self.report(
-                        FAILED,
-                        job,
-                        (
-                            OUT_OF_MEMORY,
-                            (
-                                f"out of memory on {self.device} even at {size}px; "
-                                "choose a smaller size or another device"
-                            ),
-                        ),
-                    )
-                    return
-                if isinstance(exc, ImpastoError):
-                    self.report(FAILED, job, (exc.code, str(exc)))
-                else:
-                    log.error("job %s: engine error\n%s", job.id, traceback.format_exc())
-                    why = f"engine error: {type(exc).__name__}: {exc}"
-                    self.report(FAILED, job, (INTERNAL, why))
+                self._failed(task, options, exc)
                 return
 
         if result.image is None:
-            self.report(FAILED, job, (CANCELLED, "cancelled before the first step"))
+            self.report(FAILED, task.job_id, (CANCELLED, "cancelled before the first step"))
             return
-        image = RawImage.from_numpy(result.image, depth)
+        image = RawImage.from_numpy(result.image, task.content.depth)
         fields = {
-            "job_id": job.id,
-            "iterations": int(result.iterations),
+            "job_id": task.job_id,
+            "iterations": int(result.iterations) + task.start_iteration,
             "losses": _losses(result.losses),
             "cancelled": bool(result.cancelled),
             "elapsed": float(result.elapsed),
@@ -217,14 +221,40 @@ class Worker(threading.Thread):
         }
         self.resolved_device = self.resolved_device or fields["device"]
         self.model_loaded = True
-        self.report(DONE, job, (fields, image))
+        self.report(DONE, task.job_id, (fields, image))
 
-    def _progress(self, job: Job, p: Any, job_token: _JobCancel) -> None:
-        job_token.check()
+    def _failed(self, task: Task, options: JobOptions, exc: Exception) -> None:
+        if is_out_of_memory(exc):
+            _free_device_memory()
+            size = options.size or max(task.content.width, task.content.height)
+            why = (
+                f"out of memory on {self.device} even at {size}px; "
+                "choose a smaller size or another device"
+            )
+            self.report(FAILED, task.job_id, (OUT_OF_MEMORY, why))
+        elif isinstance(exc, ImpastoError):
+            self.report(FAILED, task.job_id, (exc.code, str(exc)))
+        else:
+            log.error("job %s: engine error\n%s", task.job_id, traceback.format_exc())
+            why = f"engine error: {type(exc).__name__}: {exc}"
+            self.report(FAILED, task.job_id, (INTERNAL, why))
+
+
+class _ProgressRelay:
+    """The engine's progress callback: protocol fields for clients (frames only on the
+    iterations they asked for) and a checkpoint of the image every CHECKPOINT_S."""
+
+    def __init__(self, worker: Worker, task: Task, shown: set[int], total: int):
+        self.worker, self.task, self.shown, self.total = worker, task, shown, total
+        self.last_checkpoint = time.monotonic()
+
+    def __call__(self, p: Any) -> None:
+        task = self.task
+        iteration = int(p.iteration) + task.start_iteration
         fields = {
-            "job_id": job.id,
-            "iteration": int(p.iteration),
-            "total": int(p.total),
+            "job_id": task.job_id,
+            "iteration": iteration,
+            "total": self.total,
             "scale": int(p.scale),
             "n_scales": int(p.n_scales),
             "width": int(getattr(p, "width", 0) or 0),
@@ -233,26 +263,82 @@ class Worker(threading.Thread):
             "elapsed": float(p.elapsed),
             "eta": None if p.eta is None else max(0.0, float(p.eta)),
         }
+        image = getattr(p, "image", None)
         frame = None
-        if getattr(p, "image", None) is not None:
-            frame = RawImage.from_numpy(resize_frame(p.image, job.frame_size), job.frame_depth)
-        self.report(PROGRESS, job, (fields, frame))
+        if image is not None:
+            now = time.monotonic()
+            if now - self.last_checkpoint >= CHECKPOINT_S:
+                self.last_checkpoint = now
+                self.worker.report(
+                    CHECKPOINT, task.job_id, (iteration, RawImage.from_numpy(image, 16))
+                )
+            if iteration in self.shown or iteration >= self.total:
+                frame = RawImage.from_numpy(resize_frame(image, task.frame_size), task.frame_depth)
+        if frame is None and image is not None and iteration % task.options.progress_every:
+            return  # an extra frame on an iteration the client asked no report for
+        self.worker.report(PROGRESS, task.job_id, (fields, frame))
 
 
-class _JobCancel:
-    """Links the job's cancel flag (set by the loop) to the engine's CancelToken."""
+class ThreadBackend:
+    """Worker threads in this process, one per device (the default backend)."""
 
-    def __init__(self, job: Job, token: Any):
-        self.job, self.token = job, token
-        job.token = token  # the loop cancels through it directly from now on
-        self.check()
+    def __init__(
+        self,
+        devices: list[str] | tuple[str, ...],
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        warmup: bool = True,
+        weights_dir: Path | None = None,
+    ):
+        self._args = (max_pixels, warmup, weights_dir)
+        self.devices = list(devices)
+        self.workers: list[Worker] = []
 
-    def progress_callback(self, report: Callable[[Job, Any, _JobCancel], None]):
-        return lambda progress: report(self.job, progress, self)
+    def start(self, report: Report) -> None:
+        max_pixels, warmup, weights_dir = self._args
+        self.workers = [Worker(d, report, max_pixels, warmup, weights_dir) for d in self.devices]
+        for worker in self.workers:
+            worker.start()
 
-    def check(self) -> None:
-        if self.job.cancel_event.is_set():
-            self.token.cancel()
+    def free_slots(self) -> int:
+        return sum(1 for w in self.workers if w.task is None and w.is_alive())
+
+    def submit(self, task: Task) -> str:
+        worker = next(w for w in self.workers if w.task is None and w.is_alive())
+        worker.task = task
+        worker.inbox.put(task)
+        return worker.device
+
+    def cancel(self, job_id: str) -> None:
+        for worker in self.workers:
+            if worker.task is not None and worker.task.job_id == job_id:
+                worker.task.cancel.cancel()
+
+    def finished(self, job_id: str) -> None:
+        for worker in self.workers:
+            if worker.task is not None and worker.task.job_id == job_id:
+                worker.task = None
+
+    def busy(self) -> bool:
+        return any(w.task is not None for w in self.workers if w.is_alive())
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.task is not None:
+                worker.task.cancel.cancel()
+            worker.stop()
+
+    def join(self, timeout: float) -> None:
+        for worker in self.workers:
+            worker.join(timeout=timeout)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "devices": [w.resolved_device or w.device for w in self.workers],
+            "model_loaded": any(w.model_loaded for w in self.workers),
+            "engine_error": next(
+                (str(w.engine_error) for w in self.workers if w.engine_error), None
+            ),
+        }
 
 
 def _losses(losses: Any) -> dict[str, float]:

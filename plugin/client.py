@@ -2,9 +2,11 @@
 
 Only pyzmq and msgpack: no torch, no Qt, so the same module runs inside Krita's and
 GIMP's Python. A GUI pumps ``poll(timeout=0)`` from a timer and never blocks; the CLI and
-tests use the blocking ``wait``. A daemon that dies or restarts becomes a clear
-``ImpastoError`` with code ``daemon_unavailable`` within ``timeout`` seconds, never a hang;
-the next call reconnects. A Client is not thread-safe: use it from one thread.
+tests use the blocking ``wait``. A daemon that dies becomes a clear ``ImpastoError``
+with code ``daemon_unavailable`` within ``timeout`` seconds, never a hang; the next call
+reconnects. A daemon restarted within that time (its jobs are journalled) is followed
+again: the client re-attaches to the jobs it watches. A Client is not thread-safe: use it
+from one thread.
 
     client = Client()                       # tcp://127.0.0.1:5755 or $IMPASTO_ENDPOINT
     job = client.submit(content, [style], JobOptions(size=256, iterations=100))
@@ -30,13 +32,13 @@ import zmq
 
 from impasto.shared import paths, protocol
 from impasto.shared.errors import (
-    BAD_OPTIONS,
+    BAD_MESSAGE,
     DAEMON_UNAVAILABLE,
     TIMEOUT,
     VERSION_MISMATCH,
     ImpastoError,
 )
-from impasto.shared.options import MAX_SIZE, JobOptions, OptionsError
+from impasto.shared.options import MAX_SIZE, JobOptions
 from impasto.shared.rawimage import RawImage
 
 
@@ -127,7 +129,9 @@ class Client:
         self.curve_keys = curve_keys
         self.name = name
         self.python = python
-        self.client_id = uuid.uuid4().hex  # fair queueing across this client's reconnects
+        # Kept for callers that read it; the daemon no longer trusts a client-sent id
+        # (fairness and ownership come from the connection's proven identity).
+        self.client_id = uuid.uuid4().hex
         self._conn: _Conn | None = None
         self._reqs = itertools.count(1)
         self._events: deque[Event] = deque()
@@ -136,6 +140,8 @@ class Client:
         self._last_rx = 0.0
         self._ping_req: int | None = None
         self._ping_sent = 0.0
+        self._credit: dict[int, int] = {}  # upload credit the daemon granted, per submit req
+        self._reattach: dict[int, str] = {}  # attach requests sent after a daemon restart
 
     # -- connection ---------------------------------------------------------------------
     @property
@@ -206,20 +212,45 @@ class Client:
             frame_size = opts.frame_size
         depth = frame_depth or content.depth
         images = [content, *styles] + ([init_image] if init_image is not None else [])
-        reply = self._request(
-            protocol.SUBMIT,
-            {
-                "options": opts.to_dict(),
-                "n_styles": len(styles),
-                "has_init": init_image is not None,
-                "frame_size": frame_size,
-                "frame_depth": depth,
-            },
-            images,
-        )
+        fields = {
+            "options": opts.to_dict(),
+            "n_styles": len(styles),
+            "has_init": init_image is not None,
+            "frame_size": frame_size,
+            "frame_depth": depth,
+            "img": [[im.width, im.height, im.channels, im.depth] for im in images],
+        }
+        self._ensure()
+        req = self._send(protocol.SUBMIT, fields)
+        upload = self._reply(req, protocol.SUBMIT)
+        reply = self._upload(req, upload, images) if upload.type == protocol.UPLOAD else upload
         job_id = reply["job_id"]
         self._watch(job_id)
         return job_id
+
+    def _upload(self, req: int, upload: protocol.Message, images: list[RawImage]):
+        """Send the images in chunks, never more than the daemon's credit allows (the
+        ZeroMQ guide's credit-based flow control); returns the ``accepted`` reply."""
+        chunk, upload_id = upload["chunk"], upload["upload_id"]
+        self._credit[req] = upload["credit"]
+        try:
+            for index, image in enumerate(images):
+                data = memoryview(image.data).cast("B")
+                for offset in range(0, len(data), chunk):
+                    deadline = time.monotonic() + self.timeout
+                    while self._credit.get(req, 0) <= 0 and req not in self._replies:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise self._lost(f"gave no upload credit within {self.timeout:g}s")
+                        self._receive(remaining)
+                    if req in self._replies:  # an error ends the upload early
+                        return self._reply(req, protocol.SUBMIT)
+                    self._credit[req] -= 1
+                    piece = {"req": req, "upload_id": upload_id, "image": index, "offset": offset}
+                    self._send(protocol.CHUNK, piece, data=data[offset : offset + chunk], req=req)
+            return self._reply(req, protocol.SUBMIT)
+        finally:
+            self._credit.pop(req, None)
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """Events that arrived, waiting at most ``timeout`` seconds for the first one.
@@ -345,15 +376,28 @@ class Client:
                 secret,
                 server,
             )
+        elif paths.is_loopback(self.endpoint):
+            # Prove we are the daemon's user: the token only this user can read, sent as
+            # the PLAIN password (never to a remote daemon).
+            from impasto.shared import keys as keymod
+
+            token = keymod.local_token()
+            if token is None:
+                sock.close(linger=0)
+                raise ImpastoError(
+                    f"no Impasto daemon at {self.endpoint} (no local token in "
+                    f"{paths.runtime_dir()}: start one with 'impasto daemon start')",
+                    DAEMON_UNAVAILABLE,
+                )
+            sock.plain_username = keymod.LOCAL_USER.encode()
+            sock.plain_password = token.encode()
         sock.connect(self.endpoint)
         return sock
 
     def _hello(self) -> dict[str, Any]:
         self._conn = _Conn(self._socket())
         try:
-            reply = self._request(
-                protocol.HELLO, {"client": self.name, "client_id": self.client_id}
-            )
+            reply = self._request(protocol.HELLO, {"client": self.name})
         except ImpastoError:
             self.close()
             raise
@@ -374,9 +418,26 @@ class Client:
         jobs = f"; job(s) {', '.join(lost)} no longer followed" if lost else ""
         return ImpastoError(f"Impasto daemon at {self.endpoint} {why}{jobs}", DAEMON_UNAVAILABLE)
 
-    def _send(self, msg_type: str, fields: dict | None = None, images: Sequence = ()) -> int:
-        req = next(self._reqs)
-        frames = protocol.encode(msg_type, {**(fields or {}), "req": req}, images)
+    def _send(
+        self,
+        msg_type: str,
+        fields: dict | None = None,
+        images: Sequence = (),
+        data: Any = None,
+        req: int | None = None,
+    ) -> int:
+        if self._conn is None:
+            raise self._lost("is not connected")
+        req = next(self._reqs) if req is None else req
+        frames = protocol.encode(msg_type, {**(fields or {}), "req": req}, images, data)
+        limit = self._conn.welcome.get("max_message")
+        size = sum(len(f) for f in frames)
+        if limit and size > limit:  # the daemon would drop it unread: say so instead
+            raise ImpastoError(
+                f"a '{msg_type}' message of {size} bytes is over the daemon's limit of "
+                f"{limit} bytes",
+                BAD_MESSAGE,
+            )
         try:
             self._conn.socket.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
@@ -388,12 +449,17 @@ class Client:
     ) -> protocol.Message:
         if msg_type != protocol.HELLO:
             self._ensure()
-        req = self._send(msg_type, fields, images)
+        return self._reply(self._send(msg_type, fields, images), msg_type)
+
+    def _reply(self, req: int, msg_type: str) -> protocol.Message:
         deadline = time.monotonic() + self.timeout
         while req not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._lost(f"did not answer '{msg_type}' within {self.timeout:g}s")
+                raise self._lost(
+                    f"did not answer '{msg_type}' within {self.timeout:g}s (a daemon of "
+                    "another user, or one that refused our token, never answers)"
+                )
             self._receive(remaining)
         reply = self._replies.pop(req)
         if reply.type == protocol.ERROR:
@@ -413,6 +479,8 @@ class Client:
 
     def _receive(self, timeout: float) -> bool:
         """Handle at most one incoming message; False if none came within ``timeout``."""
+        if self._conn is None:
+            raise self._lost("is not connected")
         sock = self._conn.socket
         if not sock.poll(int(max(0.0, timeout) * 1000)):
             return False
@@ -431,9 +499,18 @@ class Client:
 
     def _dispatch(self, msg: protocol.Message) -> None:
         kind, req = msg.type, msg.req
+        conn = self._conn
+        assert conn is not None  # _receive checked
+        if kind == protocol.CREDIT_MSG:
+            if req in self._credit:
+                self._credit[req] += msg["credit"]
+            return
         if kind == protocol.PONG:
-            if msg["instance"] != self._conn.instance and self._conn.instance:
-                raise self._lost("was restarted; its jobs are gone")
+            if msg["instance"] != conn.instance and conn.instance:
+                # A restarted daemon resumes its journalled jobs: follow them again.
+                conn.instance = msg["instance"]
+                for job_id in sorted(self._watching):
+                    self._reattach[self._send(protocol.ATTACH, {"job_id": job_id})] = job_id
             if req == self._ping_req:
                 self._ping_req = None
                 return
@@ -469,6 +546,10 @@ class Client:
                     msg["device"] or "",
                 )
             )
+        elif kind == protocol.ERROR and req in self._reattach:  # the job did not survive
+            job_id = self._reattach.pop(req)
+            self._watching.discard(job_id)
+            self._events.append(Failed(job_id, msg["code"], msg["message"]))
         elif kind == protocol.FAILED or (kind == protocol.ERROR and req is None and msg["job_id"]):
             self._watching.discard(msg["job_id"])
             self._events.append(Failed(msg["job_id"], msg["code"], msg["message"]))
@@ -479,14 +560,10 @@ class Client:
 
 
 def _options(options: JobOptions | dict | None) -> JobOptions:
-    try:
-        if options is None:
-            return JobOptions()
-        if isinstance(options, JobOptions):
-            options.validate()
-            return options
-        return JobOptions.from_dict(dict(options))
-    except OptionsError as exc:
-        raise ImpastoError(str(exc), BAD_OPTIONS) from None
-    except TypeError as exc:
-        raise ImpastoError(f"bad options: {exc}", BAD_OPTIONS) from None
+    """JobOptions.from_dict is the one validator; its OptionsError is an ImpastoError."""
+    if options is None:
+        return JobOptions()
+    if isinstance(options, JobOptions):
+        options.validate()
+        return options
+    return JobOptions.from_dict(dict(options))

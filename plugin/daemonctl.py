@@ -106,7 +106,7 @@ def launch(
     """Start a detached daemon process and return at once (a GUI keeps drawing);
     ``launch_failure`` and a status request then tell how it is doing."""
     endpoint = paths.check_endpoint(endpoint)
-    if not paths.is_loopback(endpoint):
+    if not (paths.is_loopback(endpoint) or paths.is_wildcard(endpoint)):
         raise ImpastoError(
             f"{endpoint} is not on this machine: start the daemon there", DAEMON_UNAVAILABLE
         )
@@ -207,8 +207,52 @@ def daemon_pid(endpoint: str | None = None) -> int | None:
     return pid
 
 
+def lock_is_held(path: Path) -> bool:
+    """True if some process holds the flock on a daemon's lock file (a daemon serves)."""
+    if sys.platform == "win32" or not path.exists():
+        return path.exists()
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # someone holds it exclusively: a live daemon
+    finally:
+        os.close(fd)  # closing drops our shared lock, if we got it
+    return False
+
+
+def daemon_pid_to_signal(endpoint: str) -> int | None:
+    """The pid to SIGTERM, only if the lock is held and that pid is our daemon: a stale
+    lock file (left by kill -9) may name a pid the system has since given to another
+    program, which must never be signalled."""
+    lock = paths.lock_file(endpoint)
+    pid = daemon_pid(endpoint)
+    if pid is None or pid == os.getpid() or not lock_is_held(lock) or not _daemon_alive(endpoint):
+        return None
+    return pid
+
+
+def bound(endpoint: str) -> int | None:
+    """The pid of a daemon that holds the endpoint's lock and has bound its socket (its
+    lock file says ``ready``), even one this machine cannot talk to (CURVE)."""
+    lock = paths.lock_file(endpoint)
+    try:
+        lines = lock.read_text().split("\n")
+    except OSError:
+        return None
+    if "ready" not in lines or not lock_is_held(lock):
+        return None
+    return daemon_pid(endpoint)
+
+
 def stop(endpoint: str | None = None, timeout: float = 30.0) -> bool:
-    """Stop the daemon: a shutdown request, else SIGTERM to the pid in its lock file.
+    """Stop the daemon: a shutdown request, else SIGTERM to the pid in its lock file, if
+    that lock is held and the pid is an Impasto daemon.
 
     Returns False if no daemon was running. Raises ImpastoError (timeout) if it is
     still alive after ``timeout`` seconds.
@@ -216,7 +260,7 @@ def stop(endpoint: str | None = None, timeout: float = 30.0) -> bool:
     from impasto.plugin.client import Client
 
     endpoint = paths.check_endpoint(endpoint or paths.default_endpoint())
-    pid = daemon_pid(endpoint)
+    pid = daemon_pid_to_signal(endpoint)
     client = Client(endpoint, timeout=2.0)
     try:
         client.shutdown()

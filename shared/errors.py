@@ -25,6 +25,7 @@ INTERNAL = "internal"  # a bug: the message says what failed
 # the job's estimated peak memory exceeds the device's budget even tiled; the message
 # names the budget and a size that fits
 TOO_LARGE_FOR_DEVICE = "too_large_for_device"
+QUEUE_FULL = "queue_full"  # a per-identity or total queue cap; the message names the limit
 
 
 class ImpastoError(Exception):

@@ -117,9 +117,11 @@ def _cmyk_to_rgb(img):
             from PIL import ImageCms
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(
+            converted = ImageCms.profileToProfile(
                 img, src, ImageCms.createProfile("sRGB"), outputMode="RGB"
             )
+            if converted is not None:  # None only when converting in place
+                return converted
         except Exception:
             pass
     return img.convert("RGB")

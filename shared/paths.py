@@ -52,6 +52,49 @@ def authorized_keys_dir() -> Path:
     return config_dir() / "authorized_keys"
 
 
+def runtime_dir(create: bool = False) -> Path:
+    """A user-only folder for the local token: $XDG_RUNTIME_DIR/impasto, else
+    /tmp/impasto-UID (``IMPASTO_RUNTIME_DIR`` overrides both, e.g. for a chroot).
+
+    Shared by every process of the user whatever its other XDG folders, so a client finds
+    the token of a daemon started with other state folders. A folder that is not ours or
+    is readable by others is refused (someone else could have planted it).
+    """
+    override = os.environ.get("IMPASTO_RUNTIME_DIR")
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if override and os.path.isabs(override):
+        path = Path(override)
+    elif base and os.path.isabs(base):
+        path = Path(base) / APP
+    else:
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        path = Path("/tmp") / f"{APP}-{uid}"
+    if create:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() and hasattr(os, "getuid"):
+        st = path.lstat()
+        if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid():
+            raise PermissionError(f"{path} is not a folder owned by this user")
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    return path
+
+
+def token_file() -> Path:
+    """The local clients' secret (see shared.keys.local_token)."""
+    return runtime_dir() / "token"
+
+
+def weights_dir() -> Path:
+    """$XDG_DATA_HOME/impasto/weights: the extra .pth files a daemon offers by name."""
+    return _xdg("XDG_DATA_HOME", ".local/share") / APP / "weights"
+
+
+def journal_file(endpoint: str) -> Path:
+    """The daemon's crash-safe job journal (sqlite3, WAL mode)."""
+    return state_dir() / f"jobs-{endpoint_slug(endpoint)}.sqlite3"
+
+
 def default_endpoint() -> str:
     """$IMPASTO_ENDPOINT, else tcp://127.0.0.1:5755."""
     return os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
@@ -92,6 +135,14 @@ def is_loopback(endpoint: str) -> bool:
     if ";" in host:  # tcp://source;dest form: the bind address is after the ';'
         host = host.split(";")[-1]
     return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def is_wildcard(endpoint: str) -> bool:
+    """True for tcp://0.0.0.0, tcp://[::] and tcp://*: every interface of this machine,
+    so a daemon for it starts here (it is not loopback: CURVE applies)."""
+    scheme, _, rest = endpoint.partition("://")
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return scheme == "tcp" and host in ("0.0.0.0", "::", "*")
 
 
 def check_endpoint(endpoint: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -28,13 +28,20 @@ from impasto.shared.options import DEFAULT_MAX_PIXELS, MAX_SIZE, MAX_STYLES
 from impasto.shared.rawimage import ImageError, RawImage, check_header
 
 # Bump on any incompatible change; both sides refuse a peer with another version.
-VERSION = 1
+# 2: images upload in chunks with credit-based flow control; identity from the transport.
+VERSION = 2
 
 MAX_HEADER_BYTES = 64 * 1024  # a header is a few hundred bytes; options included
 MAX_STRING = 4096
 MAX_JOB_ID = 64
 MAX_FRAMES = 1 + 1 + MAX_STYLES + 1  # header, content, styles, init image
 MAX_LIST = 10_000  # job lists and the like
+# Uploads travel in chunks of at most CHUNK_BYTES, at most CREDIT chunks in flight (the
+# ZeroMQ guide's file-transfer pattern), so a stalled or hostile sender holds one chunk.
+# 1 MiB x 8 moved a 4096x4096 16-bit RGBA image (128 MiB) over loopback at ~1 GB/s.
+CHUNK_BYTES = 1 << 20
+CREDIT = 8
+MAX_MESSAGE = CHUNK_BYTES + MAX_HEADER_BYTES  # the daemon's ZMQ_MAXMSGSIZE
 
 # Client -> daemon
 HELLO = "hello"
@@ -45,6 +52,7 @@ STATUS = "status"
 JOBS = "jobs"
 SHUTDOWN = "shutdown"
 PING = "ping"
+CHUNK = "chunk"  # one piece of a submit's images
 # Daemon -> client
 WELCOME = "welcome"
 ACCEPTED = "accepted"
@@ -56,8 +64,10 @@ STATUS_REPLY = "status_reply"
 JOBS_REPLY = "jobs_reply"
 OK = "ok"
 PONG = "pong"
+UPLOAD = "upload"  # a submit was checked: send its images in chunks
+CREDIT_MSG = "credit"  # the daemon stored chunks: send that many more
 
-REQUESTS = (HELLO, SUBMIT, CANCEL, ATTACH, STATUS, JOBS, SHUTDOWN, PING)
+REQUESTS = (HELLO, SUBMIT, CANCEL, ATTACH, STATUS, JOBS, SHUTDOWN, PING, CHUNK)
 REPLIES = (
     WELCOME,
     ACCEPTED,
@@ -69,6 +79,8 @@ REPLIES = (
     JOBS_REPLY,
     OK,
     PONG,
+    UPLOAD,
+    CREDIT_MSG,
 )
 
 # Job states as the daemon reports them.
@@ -214,7 +226,7 @@ FRAME_DEPTH = one_of(8, 16)
 # Per message type: field -> (check, required). Unknown fields are refused, so a typo
 # in a client is an error rather than a silently ignored setting.
 SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
-    HELLO: {"req": (REQ, True), "client": (text(200), False), "client_id": (text(64), False)},
+    HELLO: {"req": (REQ, True), "client": (text(200), False)},
     SUBMIT: {
         "req": (REQ, True),
         "options": (mapping(), True),
@@ -222,6 +234,12 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "has_init": (boolean, False),
         "frame_size": (FRAME_SIZE, False),
         "frame_depth": (FRAME_DEPTH, False),
+    },
+    CHUNK: {
+        "req": (REQ, True),  # the submit's
+        "upload_id": (JOB_ID, True),
+        "image": (integer(0, MAX_FRAMES), True),
+        "offset": (integer(0, 2**62), True),
     },
     CANCEL: {"req": (REQ, True), "job_id": (JOB_ID, True)},
     ATTACH: {"req": (REQ, True), "job_id": (JOB_ID, True)},
@@ -235,6 +253,19 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "instance": (text(64), True),  # changes on every daemon start
         "pid": (integer(0, 2**31), True),
         "endpoint": (text(), True),
+        "identity": (text(64), True),  # whose jobs this connection sees
+        "max_message": (integer(1024, 2**62), True),  # bigger messages are dropped unread
+    },
+    UPLOAD: {
+        "req": (REQ, True),
+        "upload_id": (JOB_ID, True),
+        "chunk": (integer(1024, 2**62), True),
+        "credit": (integer(1, 1024), True),
+    },
+    CREDIT_MSG: {
+        "req": (REQ, True),
+        "upload_id": (JOB_ID, True),
+        "credit": (integer(1, 1024), True),
     },
     ACCEPTED: {
         "req": (optional(REQ), False),
@@ -277,20 +308,31 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
 
 # How many images each message type carries: exact count or a function of the fields.
 IMAGE_COUNT: dict[str, Callable[[dict], int]] = {
-    SUBMIT: lambda f: 1 + f["n_styles"] + (1 if f.get("has_init") else 0),
     PROGRESS: lambda f: -1,  # zero or one frame
     RESULT: lambda f: 1,
+    CHUNK: lambda f: -2,  # one frame of raw bytes, not an image
+}
+# Messages whose images are announced in the header and travel later, in chunks.
+ANNOUNCED: dict[str, Callable[[dict], int]] = {
+    SUBMIT: lambda f: 1 + f["n_styles"] + (1 if f.get("has_init") else 0),
 }
 
 
 # -- encoding ------------------------------------------------------------------------
-def encode(msg_type: str, fields: dict[str, Any] | None = None, images: Sequence = ()) -> list:
-    """Frames for ``send_multipart(..., copy=False)``: the header, then each image's bytes."""
+def encode(
+    msg_type: str,
+    fields: dict[str, Any] | None = None,
+    images: Sequence = (),
+    data: Any = None,
+) -> list:
+    """Frames for ``send_multipart(..., copy=False)``: the header, then each image's bytes
+    (or, for a chunk, its ``data``)."""
     header = {"v": VERSION, "t": msg_type}
     header.update({k: v for k, v in (fields or {}).items() if v is not None})
     if images:
         header["img"] = [[im.width, im.height, im.channels, im.depth] for im in images]
-    return [msgpack.packb(header, use_bin_type=True), *(im.data for im in images)]
+    tail = [data] if data is not None else [im.data for im in images]
+    return [msgpack.packb(header, use_bin_type=True), *tail]
 
 
 # -- decoding ------------------------------------------------------------------------
@@ -328,7 +370,7 @@ def decode(
     req = req if isinstance(req, int) and not isinstance(req, bool) and req >= 0 else None
 
     version = header.get("v")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # true and 1.0 are not versions
         raise ProtocolError(
             f"{me} is protocol version {VERSION}, {peer} is protocol version {version!r}: "
             "install the same Impasto version on both sides",
@@ -336,7 +378,7 @@ def decode(
             req,
         )
     msg_type = header.get("t")
-    if msg_type not in expect:
+    if not isinstance(msg_type, str) or msg_type not in expect:
         shown = msg_type if isinstance(msg_type, str) else type(msg_type).__name__
         raise ProtocolError(f"unknown message type {shown!r}"[:300], req=req)
     try:
@@ -373,8 +415,19 @@ def _decode_images(
     descriptors = [] if descriptors is None else descriptors
     if not isinstance(descriptors, list) or len(descriptors) > MAX_FRAMES:
         raise ProtocolError(f"{msg_type}: 'img' must be a list of image headers")
+    if msg_type in ANNOUNCED:
+        return _announced(msg_type, fields, descriptors, frames, max_pixels)
     counter = IMAGE_COUNT.get(msg_type)
     wanted = counter(fields) if counter else 0
+    if wanted == -2:
+        if len(frames) != 1 or descriptors:
+            raise ProtocolError(f"{msg_type}: carries exactly one data frame and no 'img'")
+        if len(frames[0]) > CHUNK_BYTES:
+            raise ProtocolError(
+                f"{msg_type}: {len(frames[0])} bytes, the chunk limit is {CHUNK_BYTES}"
+            )
+        fields["data"] = frames[0]
+        return []
     if wanted == -1:
         if len(descriptors) > 1:
             raise ProtocolError(f"{msg_type}: carries at most one image, not {len(descriptors)}")
@@ -387,21 +440,51 @@ def _decode_images(
         )
     images = []
     for i, (desc, frame) in enumerate(zip(descriptors, frames, strict=True)):
-        if not isinstance(desc, list) or len(desc) != 4:
-            raise ProtocolError(
-                f"{msg_type}: image {i} header must be [width, height, channels, depth]"
-            )
-        width, height, channels, depth = desc
-        try:  # sizes first, so a 100000x100000 header is refused before anything else
-            check_header(width, height, channels, depth, max_pixels)
-        except ImageError as exc:
-            code = IMAGE_TOO_LARGE if "over the limit" in str(exc) else BAD_IMAGE
-            raise ProtocolError(f"{msg_type}: image {i}: {exc}", code) from None
+        width, height, channels, depth = _descriptor(msg_type, i, desc, max_pixels)
         try:
-            images.append(RawImage(width, height, channels, depth, memoryview(frame)))
+            # RawImage takes any buffer; a memoryview keeps the frame zero-copy.
+            pixels = cast(bytes, memoryview(frame))
+            images.append(RawImage(width, height, channels, depth, pixels))
         except ImageError as exc:
             raise ProtocolError(f"{msg_type}: image {i}: {exc}", BAD_IMAGE) from None
     return images
+
+
+def _descriptor(msg_type: str, i: int, desc: Any, max_pixels: int | None) -> tuple:
+    if not isinstance(desc, list) or len(desc) != 4:
+        raise ProtocolError(
+            f"{msg_type}: image {i} header must be [width, height, channels, depth]"
+        )
+    width, height, channels, depth = desc
+    try:  # sizes first, so a 100000x100000 header is refused before anything else
+        check_header(width, height, channels, depth, max_pixels)
+    except ImageError as exc:
+        code = IMAGE_TOO_LARGE if "over the limit" in str(exc) else BAD_IMAGE
+        raise ProtocolError(f"{msg_type}: image {i}: {exc}", code) from None
+    return width, height, channels, depth
+
+
+def _announced(
+    msg_type: str, fields: dict, descriptors: list, frames: Sequence, max_pixels: int | None
+) -> list[RawImage]:
+    """Check the image headers of a message whose pixels follow in chunks; stores
+    ``fields["img"]`` as a list of (width, height, channels, depth)."""
+    wanted = ANNOUNCED[msg_type](fields)
+    if len(descriptors) != wanted:
+        raise ProtocolError(f"{msg_type}: needs {wanted} image(s), header lists {len(descriptors)}")
+    if frames:
+        raise ProtocolError(
+            f"{msg_type}: pixels travel in '{CHUNK}' messages after the daemon's "
+            f"'{UPLOAD}' reply, not in the {msg_type} message itself"
+        )
+    fields["img"] = [_descriptor(msg_type, i, d, max_pixels) for i, d in enumerate(descriptors)]
+    return []
+
+
+def image_bytes(desc: Sequence[int]) -> int:
+    """Bytes of an image with header (width, height, channels, depth)."""
+    width, height, channels, depth = desc
+    return width * height * channels * depth // 8
 
 
 def error_fields(exc: BaseException, req: int | None = None, job_id: str | None = None) -> dict:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zmq
 
-from impasto.plugin.client import Client
+from impasto.plugin.client import Client, Progress
+from impasto.shared import keys
 from impasto.shared.errors import ImpastoError
 
 START_TIMEOUT = 60.0
@@ -110,6 +112,33 @@ def spawn_daemon(
     if wait:
         daemon.wait_until_ready()
     return daemon
+
+
+def first_progress(client: Client, job: str, timeout: float = 120.0) -> None:
+    """Wait until ``job`` reports progress (it runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(isinstance(e, Progress) and e.job_id == job for e in client.poll(0.5)):
+            return
+    raise AssertionError(f"no progress from job {job} within {timeout}s")
+
+
+def give_token_to_chroot(root: Path) -> None:
+    """An editor in a chroot runs as this user but has its own /tmp: put the local token
+    (shared.keys) where the user's runtime folder would have it there."""
+    runtime = root / "tmp" / f"impasto-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    (runtime / "token").write_text((keys.local_token(create=True) or "") + "\n")
+
+
+def local_dealer(endpoint: str) -> zmq.Socket:
+    """A bare DEALER socket proving it is this user (the local token as PLAIN password)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.plain_username = keys.LOCAL_USER.encode()
+    sock.plain_password = (keys.local_token() or "").encode()
+    sock.connect(endpoint)
+    return sock
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 
 from impasto.plugin import install_gimp
 from tests import gimp_chroot
+from tests.daemon_fixture import give_token_to_chroot
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,7 @@ def gimp_root() -> Path:
     if os.geteuid() != 0:
         pytest.fail(f"running GIMP 3 in the chroot {root} needs root (chroot needs uid 0)")
     install_gimp.install(dest=root / gimp_chroot.PLUGIN_DIR_IN_ROOT)
+    give_token_to_chroot(root)
     return root
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from impasto.plugin import install_krita
+from tests.daemon_fixture import give_token_to_chroot
 
 HERE = Path(__file__).resolve().parent
 SELFTEST = HERE / "krita_selftest.py"
@@ -55,6 +56,7 @@ class KritaHome:
     def __init__(self, root: Path, chroot: Path | None = None, install: bool = True):
         self.chroot = Path(chroot) if chroot else None
         if self.chroot is not None:  # the HOME must be inside the root Krita sees as /
+            give_token_to_chroot(self.chroot)
             root = Path(tempfile.mkdtemp(prefix="impasto-krita-home-", dir=self.chroot / "tmp"))
         self.root = Path(root)
         self.config = self.root / ".config"

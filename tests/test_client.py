@@ -11,10 +11,11 @@ import time
 import msgpack
 import pytest
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from impasto.plugin import daemonctl
 from impasto.plugin.client import Client
-from impasto.shared import errors, paths, protocol
+from impasto.shared import errors, keys, paths, protocol
 from impasto.shared.errors import ImpastoError
 from impasto.shared.rawimage import RawImage
 from tests.daemon_fixture import free_port
@@ -61,8 +62,14 @@ def test_bad_endpoints_are_refused():
 
 def test_a_daemon_of_another_protocol_version_gets_a_clear_error():
     """An older or newer daemon (here: a peer speaking version+1) is named as such."""
-    ctx = zmq.Context.instance()
+    ctx = zmq.Context()
+    auth = ThreadAuthenticator(ctx)  # the client speaks PLAIN with its local token
+    auth.start()
+    auth.configure_plain(
+        domain="*", passwords={keys.LOCAL_USER: keys.local_token(create=True) or ""}
+    )
     router = ctx.socket(zmq.ROUTER)
+    router.plain_server = True
     port = router.bind_to_random_port("tcp://127.0.0.1")
 
     def other_daemon():
@@ -70,7 +77,7 @@ def test_a_daemon_of_another_protocol_version_gets_a_clear_error():
             identity, request = router.recv_multipart()
             req = msgpack.unpackb(request)["req"]
             reply = {"v": protocol.VERSION + 1, "t": "welcome", "req": req}
-            router.send_multipart([identity, msgpack.packb(reply)])
+            router.send_multipart([identity, bytes(msgpack.packb(reply) or b"")])
 
     thread = threading.Thread(target=other_daemon)
     thread.start()
@@ -79,6 +86,8 @@ def test_a_daemon_of_another_protocol_version_gets_a_clear_error():
         client.connect()
     thread.join()
     router.close(0)
+    auth.stop()
+    ctx.term()
     assert info.value.code == errors.VERSION_MISMATCH
     assert f"daemon is protocol version {protocol.VERSION + 1}" in str(info.value)
     assert f"client is protocol version {protocol.VERSION}" in str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,9 @@ def events_until_first(client: Client, job_id: str, kind, timeout=60.0):
 def test_submit_streams_progress_frames_then_the_result(client, tubingen, style):
     content16 = load(tubingen, depth=16)
     events = []
-    job = client.submit(content16, [style], JobOptions(**FAST), frame_size=32, frame_depth=8)
+    job = client.submit(
+        content16, [style], JobOptions.from_dict(FAST), frame_size=32, frame_depth=8
+    )
     result = client.wait(job, on_event=events.append, timeout=120)
 
     assert isinstance(events[0], Accepted) and events[0].job_id == job
@@ -68,7 +71,7 @@ def test_submit_streams_progress_frames_then_the_result(client, tubingen, style)
 
 def test_three_clients_at_once_each_get_their_own_result(daemon, content, style, grace_hopper):
     contents = [content, load(grace_hopper), RawImage.from_numpy(content.to_numpy()[:, ::-1])]
-    results: dict[int, object] = {}
+    results: dict[int, Any] = {}
 
     def run(i: int) -> None:
         c = daemon.client(timeout=10)
@@ -86,6 +89,7 @@ def test_three_clients_at_once_each_get_their_own_result(daemon, content, style,
     for t in threads:
         t.join(240)
     assert sorted(results) == [0, 1, 2], results
+    assert all(isinstance(r, tuple) for r in results.values()), results
     for i, (job, result) in results.items():
         assert result.job_id == job
         assert (result.image.width, result.image.height) == (contents[i].width, contents[i].height)
@@ -162,7 +166,7 @@ def test_status_and_jobs_describe_the_daemon(client, daemon):
     assert info["endpoint"] == daemon.endpoint and info["pid"] == daemon.proc.pid
     assert info["protocol"] == protocol.VERSION and info["model_loaded"] is True
     assert info["uptime"] > 0 and info["memory"]["rss_mb"] > 50
-    assert isinstance(info["queued"], int) and isinstance(info["running"], list)
+    assert isinstance(info["queued"], int) and isinstance(info["running"], int)
     assert all({"job_id", "state", "position"} <= set(j) for j in client.jobs())
 
 
@@ -184,22 +188,28 @@ def test_failed_events_carry_a_code(client, content, style):
     other.close()
 
 
-def test_the_queue_is_fair_between_clients(daemon, content, style):
-    """Client A queues three jobs, then B one: B's job runs second, not fourth."""
+def test_sessions_of_the_same_user_share_one_identity(daemon, content, style):
+    """Two local clients (two editors of one user) are one identity: one FIFO between
+    them, and each can see and follow the other's jobs. Fairness between identities is
+    in test_daemon_security.py."""
     a, b = daemon.client(), daemon.client()
     long = {**FAST, "iterations": 500, "frames": 0}
+    a_jobs: list[str] = []
     try:
+        assert a.connect()["identity"] == b.connect()["identity"] == "local"
         blocker = a.submit(content, [style], long)
         events_until_first(a, blocker, Progress)
         a_jobs = [a.submit(content, [style], long) for _ in range(2)]
         b_job = b.submit(content, [style], long)
         accepted = [e for e in b.poll(1.0) if isinstance(e, Accepted)]
-        assert accepted[0].job_id == b_job and accepted[0].position == 1
+        assert accepted[0].job_id == b_job and accepted[0].position == 2  # after a's two
         positions = {j["job_id"]: j["position"] for j in b.jobs() if j["state"] == "queued"}
-        assert positions == {a_jobs[0]: 0, b_job: 1, a_jobs[1]: 2}
+        assert positions == {a_jobs[0]: 0, a_jobs[1]: 1, b_job: 2}
+        assert b.attach(a_jobs[0]).state == "queued"
     finally:
-        for job in (*a_jobs, b_job, blocker):
-            a.cancel(job)
+        for job in (*a_jobs, blocker):
+            b.cancel(job)
+        b.cancel(b_job)
         a.wait(blocker, timeout=60)
         a.close()
         b.close()

@@ -9,21 +9,17 @@ import time
 
 import msgpack
 import pytest
-import zmq
 
 from impasto.shared import errors, protocol
 from impasto.shared.options import JobOptions
-from impasto.shared.rawimage import RawImage
-from tests.daemon_fixture import spawn_daemon
+from tests.daemon_fixture import local_dealer, spawn_daemon
 
 
 class Raw:
-    """A bare DEALER socket: sends whatever frames a test builds."""
+    """A bare DEALER socket with the local token: sends whatever frames a test builds."""
 
     def __init__(self, endpoint: str):
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.sock = local_dealer(endpoint)
 
     def send(self, frames) -> None:
         self.sock.send_multipart(frames)
@@ -57,11 +53,15 @@ def still_serving(daemon) -> None:
 
 
 def image_frames(w=8, h=8):
-    img = RawImage(w, h, 3, 8, bytes(w * h * 3))
+    """A submit announcing two images (their pixels would follow in chunks)."""
     return protocol.encode(
         protocol.SUBMIT,
-        {"req": 9, "options": JobOptions(size=64).to_dict(), "n_styles": 1},
-        [img, img],
+        {
+            "req": 9,
+            "options": JobOptions(size=64).to_dict(),
+            "n_styles": 1,
+            "img": [[w, h, 3, 8], [w, h, 3, 8]],
+        },
     )
 
 
@@ -91,15 +91,15 @@ def test_raw_tcp_garbage_is_dropped(daemon):
     still_serving(daemon)
 
 
-def test_truncated_multipart_names_the_missing_frames(daemon, raw):
-    frames = image_frames()
-    message = error_of(raw.ask(frames[:-1]), errors.BAD_MESSAGE)
-    assert "truncated" in message
+def test_a_chunk_without_its_data_frame_is_named(daemon, raw):
+    piece = {"req": 3, "upload_id": "0001-x", "image": 0, "offset": 0}
+    message = error_of(raw.ask(protocol.encode(protocol.CHUNK, piece)), errors.BAD_MESSAGE)
+    assert "data frame" in message
     still_serving(daemon)
 
 
 def test_wrong_types_are_named(daemon, raw):
-    reply = raw.ask([msgpack.packb({"v": 1, "t": "cancel", "req": 3, "job_id": 42})])
+    reply = raw.ask([msgpack.packb({"v": protocol.VERSION, "t": "cancel", "req": 3, "job_id": 42})])
     assert "job_id" in error_of(reply, errors.BAD_MESSAGE) and reply.req == 3
     frames = image_frames()
     h = msgpack.unpackb(frames[0])
@@ -110,7 +110,7 @@ def test_wrong_types_are_named(daemon, raw):
 
 
 def test_an_unknown_message_type_is_refused(daemon, raw):
-    reply = raw.ask([msgpack.packb({"v": 1, "t": "format_disk", "req": 4})])
+    reply = raw.ask([msgpack.packb({"v": protocol.VERSION, "t": "format_disk", "req": 4})])
     assert "format_disk" in error_of(reply, errors.BAD_MESSAGE)
 
 
@@ -147,7 +147,7 @@ def test_fuzz_hundreds_of_random_messages_each_get_one_answer(daemon, raw):
         if kind == 0:
             frames = [rng.randbytes(rng.randrange(1, 300)) for _ in range(rng.randint(1, 3))]
         elif kind == 1:
-            h = {"v": 1, "t": rng.choice(types), "req": rng.randrange(100)}
+            h = {"v": protocol.VERSION, "t": rng.choice(types), "req": rng.randrange(100)}
             for _ in range(rng.randint(0, 3)):
                 h[rng.choice(["job_id", "client", "img", "zz", "req", "t", "v"])] = rng.choice(
                     values
@@ -158,7 +158,7 @@ def test_fuzz_hundreds_of_random_messages_each_get_one_answer(daemon, raw):
             h[rng.choice(["n_styles", "options", "img", "has_init", "frame_depth"])] = rng.choice(
                 values
             )
-            frames = [msgpack.packb(h), bytes(192)]
+            frames = [msgpack.packb(h)]
         else:
             valid = bytearray(protocol.encode(protocol.ATTACH, {"req": 1, "job_id": "x"})[0])
             valid[rng.randrange(len(valid))] = rng.randrange(256)
@@ -173,7 +173,9 @@ def test_fuzz_hundreds_of_random_messages_each_get_one_answer(daemon, raw):
             answers += 1
     assert answers == sent
     still_serving(daemon)
-    assert not any(j["state"] == "queued" for j in daemon.client().jobs())
+    client = daemon.client()
+    assert not any(j["state"] == "queued" for j in client.jobs())
+    client.close()
 
 
 def test_oversized_frames_and_images_over_the_pixel_limit(tmp_path):

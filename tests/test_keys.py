@@ -15,7 +15,7 @@ def test_create_and_load_a_key_pair_in_the_config_folder():
     assert public_file == paths.keys_dir() / "server.key"
     secret_file = paths.keys_dir() / "server.key_secret"
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    public, secret = keys.load_keypair(secret_file)
+    public, secret = keys.secret_keypair(secret_file)
     assert len(public) == 40 and len(secret) == 40
     assert zmq.curve_public(secret) == public
     assert keys.load_keypair(public_file) == (public, None)
@@ -65,7 +65,9 @@ def test_client_keys_need_both_client_pair_and_server_public_key():
     keys.create_keypair("client")
     assert keys.client_keys_or_none() is None
     keys.create_keypair("server")
-    public, secret, server = keys.client_keys_or_none()
+    pair = keys.client_keys_or_none()
+    assert pair is not None
+    public, secret, server = pair
     assert zmq.curve_public(secret) == public and len(server) == 40
 
 

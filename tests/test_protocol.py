@@ -17,9 +17,15 @@ def image(w=4, h=3, c=3, depth=8, fill=7) -> RawImage:
 
 
 def submit_frames(**overrides):
-    fields = {"req": 1, "options": JobOptions(size=64).to_dict(), "n_styles": 1}
+    """A submit announcing its two images; their pixels follow later in chunks."""
+    fields = {
+        "req": 1,
+        "options": JobOptions(size=64).to_dict(),
+        "n_styles": 1,
+        "img": [[4, 3, 3, 8], [2, 2, 4, 16]],
+    }
     fields.update(overrides)
-    return protocol.encode(protocol.SUBMIT, fields, [image(), image(2, 2, 4, 16)])
+    return protocol.encode(protocol.SUBMIT, fields)
 
 
 def header(frames) -> dict:
@@ -39,24 +45,53 @@ def refused(frames, code=errors.BAD_MESSAGE, **kw) -> protocol.ProtocolError:
     return info.value
 
 
-def test_submit_round_trip_keeps_pixels_in_their_own_frames():
-    content, style = image(fill=1), image(2, 2, 4, 16, fill=200)
+def test_submit_announces_its_images_and_chunks_carry_their_bytes():
     frames = protocol.encode(
         protocol.SUBMIT,
-        {"req": 5, "options": {"size": 64}, "n_styles": 1, "frame_size": 32, "frame_depth": 16},
-        [content, style],
+        {
+            "req": 5,
+            "options": {"size": 64},
+            "n_styles": 1,
+            "frame_size": 32,
+            "frame_depth": 16,
+            "img": [[4, 3, 3, 8], [2, 2, 4, 16]],
+        },
     )
-    assert len(frames) == 3 and frames[1] is content.data and frames[2] is style.data
+    assert len(frames) == 1  # no pixels in a submit
     msg = protocol.decode(frames)
-    assert msg.type == protocol.SUBMIT and msg.req == 5
-    assert msg["frame_size"] == 32 and msg["frame_depth"] == 16 and msg["has_init"] is None
-    assert [m.header() for m in msg.images] == [content.header(), style.header()]
-    assert bytes(msg.images[1].data) == style.data
+    assert msg.type == protocol.SUBMIT and msg.req == 5 and msg.images == []
+    assert msg["img"] == [(4, 3, 3, 8), (2, 2, 4, 16)]
+    assert [protocol.image_bytes(d) for d in msg["img"]] == [36, 32]
+    data = bytes(range(36))
+    piece = {"req": 5, "upload_id": "0001-ab", "image": 0, "offset": 0}
+    chunk = protocol.decode(protocol.encode(protocol.CHUNK, piece, data=data))
+    assert chunk["offset"] == 0 and bytes(chunk["data"]) == data
+
+
+def test_pixels_inside_a_submit_are_refused_with_the_way_to_send_them():
+    frames = [*submit_frames(), image().data, image(2, 2, 4, 16).data]
+    assert "chunk" in str(refused(frames))
+
+
+def test_a_chunk_over_the_chunk_size_is_refused():
+    piece = {"req": 1, "upload_id": "u", "image": 0, "offset": 0}
+    big = b"\0" * (protocol.CHUNK_BYTES + 1)
+    assert "chunk limit" in str(refused(protocol.encode(protocol.CHUNK, piece, data=big)))
 
 
 def test_every_reply_type_round_trips():
     samples = {
-        protocol.WELCOME: {"req": 1, "daemon": "0.1", "instance": "x", "pid": 3, "endpoint": "e"},
+        protocol.WELCOME: {
+            "req": 1,
+            "daemon": "0.1",
+            "instance": "x",
+            "pid": 3,
+            "endpoint": "e",
+            "identity": "local",
+            "max_message": protocol.MAX_MESSAGE,
+        },
+        protocol.UPLOAD: {"req": 1, "upload_id": "u", "chunk": 4096, "credit": 8},
+        protocol.CREDIT_MSG: {"req": 1, "upload_id": "u", "credit": 1},
         protocol.ACCEPTED: {"req": 1, "job_id": "j", "position": 2, "state": "queued"},
         protocol.PROGRESS: {
             "job_id": "j",
@@ -96,6 +131,12 @@ def test_version_mismatch_names_both_versions():
     assert exc.req == 4
 
 
+@pytest.mark.parametrize("version", [True, float(protocol.VERSION), str(protocol.VERSION)])
+def test_the_version_must_be_an_integer(version):
+    frames = with_header(protocol.encode(protocol.HELLO, {"req": 4}), v=version)
+    refused(frames, errors.VERSION_MISMATCH)
+
+
 @pytest.mark.parametrize(
     "frames",
     [
@@ -103,11 +144,12 @@ def test_version_mismatch_names_both_versions():
         [b""],
         [b"\xc1garbage"],
         [msgpack.packb([1, 2, 3])],
-        [msgpack.packb({"v": 1})],
-        [msgpack.packb({"v": 1, "t": "launch_missiles", "req": 1})],
-        [msgpack.packb({"v": 1, "t": 7, "req": 1})],
+        [msgpack.packb({"v": protocol.VERSION})],
+        [msgpack.packb({"v": protocol.VERSION, "t": "launch_missiles", "req": 1})],
+        [msgpack.packb({"v": protocol.VERSION, "t": 7, "req": 1})],
         [b"x" * (protocol.MAX_HEADER_BYTES + 1)],
-        [msgpack.packb({"v": 1, "t": "status", "req": 1})] + [b""] * protocol.MAX_FRAMES,
+        [msgpack.packb({"v": protocol.VERSION, "t": "status", "req": 1})]
+        + [b""] * protocol.MAX_FRAMES,
     ],
     ids=[
         "empty",
@@ -155,14 +197,21 @@ def test_missing_required_field_is_named():
     assert "job_id" in str(refused(frames))
 
 
+def result_frames():
+    fields = {"job_id": "j", "iterations": 3, "losses": {}, "cancelled": False, "elapsed": 1.0}
+    return protocol.encode(protocol.RESULT, fields, [image()])
+
+
 def test_truncated_multipart_is_refused():
-    frames = submit_frames()
-    assert "truncated" in str(refused(frames[:-1]))
+    frames = result_frames()
+    assert "truncated" in str(refused(frames[:-1], expect=protocol.REPLIES))
+    piece = {"req": 1, "upload_id": "u", "image": 0, "offset": 0}
+    assert "data frame" in str(refused(protocol.encode(protocol.CHUNK, piece)))
 
 
 def test_image_bytes_must_match_the_header():
-    frames = submit_frames()
-    exc = refused([frames[0], frames[1][:-1], frames[2]], errors.BAD_IMAGE)
+    frames = result_frames()
+    exc = refused([frames[0], frames[1][:-1]], errors.BAD_IMAGE, expect=protocol.REPLIES)
     assert "35 bytes" in str(exc)
 
 
@@ -191,7 +240,10 @@ def test_fuzzed_messages_only_ever_raise_protocol_errors():
     seeds = [
         submit_frames(),
         protocol.encode(protocol.ATTACH, {"req": 2, "job_id": "0001-abcd"}),
-        protocol.encode(protocol.HELLO, {"req": 1, "client": "k", "client_id": "c"}),
+        protocol.encode(protocol.HELLO, {"req": 1, "client": "k"}),
+        protocol.encode(
+            protocol.CHUNK, {"req": 1, "upload_id": "u", "image": 0, "offset": 0}, data=b"x"
+        ),
     ]
     outcomes = {"ok": 0, "refused": 0}
     for _ in range(2000):
@@ -213,7 +265,7 @@ def test_fuzzed_messages_only_ever_raise_protocol_errors():
             h = header(frames)
             key = rng.choice([*h.keys(), "img", "zz"])
             h[key] = rng.choice([None, -1, 2**63, "x", [], {}, [[1]], 1.5, True, b"\x00"])
-            frames[0] = msgpack.packb(h)
+            frames[0] = bytes(msgpack.packb(h) or b"")
         try:
             protocol.decode(frames)
             outcomes["ok"] += 1

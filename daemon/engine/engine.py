@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from .optimize import optimise_scale
 from .targets import TargetCache, tensor_digest
 from .types import CancelToken, Progress, StyleResult
 from .weights import load_extractor
+from .weightsource import WeightSource
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -90,13 +92,17 @@ class Engine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         target_cache_size: int = 48,
         memory_budget: int | None = None,
+        weights: WeightSource | None = None,
+        max_models: int = 3,
     ):
         self.max_pixels = max_pixels
         # Bytes one job may peak at; None = memory.default_budget for the job's device.
         self.memory_budget = memory_budget
         self.targets = TargetCache(target_cache_size)
+        self.weights = weights or WeightSource()  # a daemon passes WeightSource.for_daemon
+        self.max_models = max(1, max_models)  # a VGG19 in float32 is ~80 MB, 548 MB whole
         self.models_loaded = 0  # how many times a model was built (cache misses)
-        self._models: dict[tuple, FeatureExtractor] = {}
+        self._models: OrderedDict[tuple, FeatureExtractor] = OrderedDict()  # LRU, newest last
         # Seconds per ETA cost unit of the last job per (device, dtype): the next job's
         # ETA starts from it (eta.py).
         self._speeds: dict[tuple[str, torch.dtype], float] = {}
@@ -112,16 +118,26 @@ class Engine:
         upto: int,
         dtype: torch.dtype = torch.float32,
     ) -> FeatureExtractor:
-        """The cached network truncated at ``upto`` (a deeper cached one serves too)."""
-        want = (extractor, weights, pooling, str(device), dtype)
+        """The cached network truncated at ``upto`` (a deeper cached one serves too).
+
+        Keyed by the weights' resolved identity, not their spelling; the least recently
+        used model goes once ``max_models`` are held.
+        """
+        identity = self.weights.identity(weights)
+        want = (extractor, identity, pooling, str(device), dtype)
         with self._lock:
             for (*key, depth), m in self._models.items():
                 if tuple(key) == want and depth >= upto:
+                    self._models.move_to_end((*key, depth))
                     return m
-            model = load_extractor(extractor, weights, pooling, upto)
+            model = load_extractor(extractor, weights, pooling, upto, self.weights)
             fmt = devices.memory_format(device)
             model = model.to(device=device, dtype=dtype, memory_format=fmt)
+            for *key, depth in [k for k in self._models if tuple(k[:-1]) == want]:
+                del self._models[(*key, depth)]  # a shallower copy of the same network
             self._models[(*want, upto)] = model
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
             self.models_loaded += 1
             return model
 

