@@ -289,14 +289,17 @@ def test_daemon_stop_leaves_an_unrelated_pid_alone(tmp_path):
 def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, tiny):
     old = spawn_daemon(tmp_path)
     client = old.client(timeout=30)
-    running = client.submit(tiny, [tiny], {**LONG, "iterations": 24})
+    # Long enough that no CPU finishes it before the kill (a quiet 2-core machine ran 24
+    # iterations of it in under the 4 s wait), short enough to finish after the restart.
+    total = 300
+    running = client.submit(tiny, [tiny], {**LONG, "iterations": total})
     queued = [client.submit(tiny, [tiny], {**SHORT, "seed": i}) for i in range(3)]
     first_progress(client, running)
     start, iteration = time.monotonic(), 0
     while time.monotonic() - start < 4.0 or iteration < 4:  # past a checkpoint (3 s)
         for e in client.poll(0.2):
             iteration = max(iteration, getattr(e, "iteration", 0))
-    assert iteration < 24
+    assert iteration < total
     old.kill()
     client.close()
     new = spawn_daemon(tmp_path, "--no-warmup", endpoint=old.endpoint, env=old.env)
@@ -304,7 +307,7 @@ def test_kill_9_mid_queue_then_restart_delivers_every_accepted_result(tmp_path, 
         fresh = new.client(timeout=30)
         results = {job: fresh.wait(job, timeout=300) for job in [running, *queued]}
         assert all(not r.cancelled for r in results.values())
-        assert results[running].iterations == 24
+        assert results[running].iterations == total
         assert all(r.image.width == 32 for job, r in results.items() if job != running)
         assert "resuming from its checkpoint" in new.log_text
         fresh.close()
