@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", default=None, help="log file (default: in the state folder)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--no-warmup", action="store_true", help="load the model on the first job")
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        metavar="MB",
+        help="peak memory one job may use, in MiB; bigger pictures are tiled or refused "
+        "(default: 3 GB on the CPU or less when less is free, 90%% of a GPU's free memory)",
+    )
     return p
 
 
@@ -194,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if min(limits.jobs_per_client, limits.jobs_total) < 1:
             raise ImpastoError("--max-queued-jobs and --max-queued-jobs-total must be at least 1")
+        if args.memory_budget is not None:
+            if args.memory_budget < 256:
+                raise ImpastoError(f"--memory-budget {args.memory_budget} MB is too small")
+            # The engine plans every job against this one setting (memory.default_budget),
+            # in each worker thread or actor this process starts.
+            os.environ["IMPASTO_MEMORY_BUDGET_MB"] = str(args.memory_budget)
         loopback = paths.is_loopback(endpoint)
         curve = args.curve or (not loopback and not args.insecure)
         lock = PidLock(paths.lock_file(endpoint))

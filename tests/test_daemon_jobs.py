@@ -15,6 +15,7 @@ from impasto.shared import errors, protocol
 from impasto.shared.errors import ImpastoError
 from impasto.shared.options import JobOptions
 from impasto.shared.rawimage import RawImage
+from tests.daemon_fixture import spawn_daemon
 
 FAST = {"size": 64, "scales": 1, "iterations": 3, "frames": 2}
 
@@ -213,3 +214,21 @@ def test_sessions_of_the_same_user_share_one_identity(daemon, content, style):
         a.wait(blocker, timeout=60)
         a.close()
         b.close()
+
+
+def test_a_job_over_the_daemons_memory_budget_is_refused_with_a_size_that_fits(
+    tmp_path, tubingen, style
+):
+    """`impasto-daemon --memory-budget` reaches the engine's plan: a job that cannot fit
+    even tiled is refused before it allocates, naming the budget and a size that fits."""
+    proc = spawn_daemon(tmp_path, "--memory-budget", "256", "--no-warmup")
+    try:
+        with proc.client(timeout=60) as c:
+            big = load(tubingen, long_edge=256)
+            job = c.submit(big, [style], JobOptions(size=256, iterations=2, frames=0))
+            with pytest.raises(ImpastoError) as caught:
+                c.wait(job, timeout=120)
+        assert caught.value.code == errors.TOO_LARGE_FOR_DEVICE
+        assert "ask for" in str(caught.value) and "budget" in str(caught.value)
+    finally:
+        proc.stop()
