@@ -176,10 +176,7 @@ def _collect(spec, facts, out_dir, doc, node):
     facts["time_range"] = [doc.playBackStartTime(), doc.playBackEndTime(), doc.currentTime()]
     facts["tree"] = _tree(doc.rootNode())
     if spec.get("via") == "dialog":  # the status line once keyframes are in, too
-        ext = next(
-            e for e in Krita.instance().extensions() if type(e).__name__ == "ImpastoExtension"
-        )
-        facts["status_after"] = ext.dialog.status.text()
+        facts["status_after"] = _DIALOGS[-1].status.text()
     facts["after_file"] = _dump(
         os.path.join(out_dir, "after.bin"), doc.pixelData(0, 0, doc.width(), doc.height())
     )
@@ -233,6 +230,9 @@ def _all_nodes(node):
         yield from _all_nodes(child)
 
 
+_DIALOGS: list = []  # the dialog each dialog scenario drove
+
+
 def _run_dialog(spec, facts, out_dir):
     """The menu path: trigger the action, fill the dialog, press Stylise, wait."""
     app = Krita.instance()
@@ -242,6 +242,9 @@ def _run_dialog(spec, facts, out_dir):
     _wait(300)
     ext = next(e for e in app.extensions() if type(e).__name__ == "ImpastoExtension")
     dialog = ext.dialog
+    # Kept for _collect: listing Krita's extensions again later, from a timer, crashed
+    # Krita 5.3 (a segfault converting them to Python), 5.1.5 did not.
+    _DIALOGS.append(dialog)
     facts["remembered_before"] = dialog.settings()
     opts = spec["options"]
     dialog.style_rows[0].set_value(spec["styles"][0])
