@@ -169,7 +169,7 @@ def ray_costs(head, repeat: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=128, help="job long edge in px")
     ap.add_argument("--jobs", type=int, default=8, help="concurrent jobs")
     ap.add_argument("--iterations", type=int, default=10, help="iterations per job")

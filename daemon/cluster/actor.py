@@ -36,7 +36,11 @@ def task_spec(task: Task) -> dict[str, Any]:
     return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name != "cancel"}
 
 
-@ray.remote(concurrency_groups=CONCURRENCY_GROUPS)
+# Ray 2.60's typed overloads of ray.remote lack ``concurrency_groups``: call it untyped.
+remote: Any = ray.remote
+
+
+@remote(concurrency_groups=CONCURRENCY_GROUPS)
 class EngineActor:
     def __init__(self, device: str, max_pixels: int, warmup: bool, weights_dir: Path | None):
         self._outbox: queue.Queue | None = None

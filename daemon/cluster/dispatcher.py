@@ -119,7 +119,7 @@ class RayBackend:
     def _await_ready(self, slot: ActorSlot) -> None:
         """Wait for the actor's engine (first start or a restart), then offer the slot."""
         try:
-            info = ray.get(slot.handle.ready.remote(), timeout=READY_TIMEOUT_S)
+            info: dict[str, Any] = ray.get(slot.handle.ready.remote(), timeout=READY_TIMEOUT_S)
         except Exception as exc:
             with self._lock:
                 slot.state, slot.error = DEAD, f"{type(exc).__name__}: {exc}".splitlines()[0]

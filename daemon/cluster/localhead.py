@@ -25,6 +25,15 @@ from pathlib import Path
 READY_LINE = "block forever"  # what `ray start --block` prints once every part is up
 
 
+def ray_command() -> list[str]:
+    """The ``ray`` CLI of this interpreter's Ray: its script beside the interpreter, or
+    the module itself where Ray comes from another environment (a .pth file)."""
+    script = Path(sys.executable).with_name("ray")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "ray.scripts.scripts"]
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports free now (held together while chosen, so never equal)."""
     with contextlib.ExitStack() as stack:
@@ -67,7 +76,7 @@ def start_head(
     temp_dir = Path(tempfile.mkdtemp(prefix="iray", dir="/tmp"))  # short: socket paths
     port, client_port, agent_port = free_ports(3)
     cmd = [
-        str(Path(sys.executable).with_name("ray")),
+        *ray_command(),
         "start",
         "--head",
         "--block",
