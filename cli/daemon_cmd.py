@@ -35,6 +35,13 @@ def _start(endpoint: str, args: argparse.Namespace) -> int:
         extra.append("--curve")
     if args.insecure:
         extra.append("--insecure")
+    if args.ray:
+        from impasto.daemon.cluster import require_ray
+
+        require_ray()
+        extra += ["--ray", args.ray]
+    if args.ray_actors:
+        extra += ["--ray-actors", str(args.ray_actors)]
     already = daemonctl.status(endpoint, timeout=1.0)
     if already is None and not paths.is_loopback(endpoint):
         info = _start_remote(endpoint, extra)
@@ -86,8 +93,21 @@ def _status(endpoint: str, as_json: bool) -> int:
         print(f"uptime:    {format_eta(info['uptime'])}")
     if "memory" in info:
         print(f"memory:    {_show(info['memory'])}")
+    for actor in info.get("cluster", {}).get("actors", []):
+        print(_actor_line(actor))
     print(f"log:       {paths.log_file(endpoint)}")
     return 0
+
+
+def _actor_line(actor: dict) -> str:
+    """``actor impasto-7-0 on gpu3 (cuda:0, float32): ready, queue 0, running 0004-…``"""
+    running = actor.get("running") or "nothing"
+    where = f"on {actor.get('node') or '?'} ({actor.get('device') or '?'})"
+    return (
+        f"actor:     {actor.get('name')} {where}: {actor.get('state')}, "
+        f"queue {actor.get('queue', 0)}, running {running}, done {actor.get('done', 0)}"
+        + (f", error {actor['error']}" if actor.get("error") else "")
+    )
 
 
 def _show(value) -> str:

@@ -180,6 +180,7 @@ def _add_daemon(sub) -> None:
               impasto daemon start
               impasto daemon status
               impasto daemon start --endpoint tcp://0.0.0.0:47815 --curve   # shared GPU box
+              impasto daemon start --ray HEAD_IP:6379      # jobs on a Ray cluster's GPUs
               impasto daemon stop
               impasto-daemon --help        # run in the foreground (service managers)
             """),
@@ -193,6 +194,14 @@ def _add_daemon(sub) -> None:
         action="store_true",
         help="start: allow a non-loopback bind without CURVE (trusted networks only)",
     )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="start: run jobs on a Ray cluster (its head's address, or auto: a private one "
+        "on this machine); needs "
+        "pip install 'impasto[cluster]'",
+    )
+    p.add_argument("--ray-actors", type=int, help="start: Ray actors (default: one per GPU)")
     p.add_argument("--json", action="store_true", help="status: print JSON")
     p.set_defaults(handler="impasto.cli.daemon_cmd:run")
 

@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -168,7 +169,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="peak memory one job may use, in MiB; bigger pictures are tiled or refused "
         "(default: 3 GB on the CPU or less when less is free, 90%% of a GPU's free memory)",
     )
+    ray = p.add_argument_group("Ray cluster (pip install 'impasto[cluster]')")
+    ray.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run jobs on Ray actors of the cluster at this address (auto: a private cluster "
+        "on this machine, started and stopped with the daemon); --device is then ignored",
+    )
+    ray.add_argument(
+        "--ray-actors", type=int, help="number of actors (default: one per GPU, or per CPU slot)"
+    )
+    ray.add_argument(
+        "--ray-cpus", type=float, default=1.0, help="CPUs per actor on a cluster without GPUs"
+    )
     return p
+
+
+def weights_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.weights_dir).expanduser() if args.weights_dir else None
+
+
+def make_backend(args: argparse.Namespace):
+    """The Ray backend when --ray is given, else None (the server's embedded workers)."""
+    if not args.ray:
+        return None
+    from impasto.daemon import cluster
+
+    cluster.require_ray(args.ray)
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ImpastoError("--ray-actors must be at least 1")
+    return cluster.RayBackend(
+        args.ray,
+        actors=args.ray_actors,
+        cpus_per_actor=args.ray_cpus,
+        max_pixels=args.max_pixels,
+        warmup=not args.no_warmup,
+        name=f"impasto-{socket.gethostname()}-{os.getpid()}",  # unique in the cluster
+        weights_dir=weights_dir(args),
+    )
 
 
 def setup_logging(log_file: Path, level: str) -> None:
@@ -204,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory_budget is not None:
             if args.memory_budget < 256:
                 raise ImpastoError(f"--memory-budget {args.memory_budget} MB is too small")
-            # The engine plans every job against this one setting (memory.default_budget),
-            # in each worker thread or actor this process starts.
+            # The engine plans every job against this one setting (memory.default_budget)
+            # in each worker thread of this process; Ray actors read their own nodes'.
             os.environ["IMPASTO_MEMORY_BUDGET_MB"] = str(args.memory_budget)
         loopback = paths.is_loopback(endpoint)
         curve = args.curve or (not loopback and not args.insecure)
+        backend = make_backend(args)
         lock = PidLock(paths.lock_file(endpoint))
         lock.acquire(endpoint)
     except (ImpastoError, ValueError) as exc:
@@ -234,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             curve=curve,
             warmup=not args.no_warmup,
             limits=limits,
-            weights_dir=Path(args.weights_dir).expanduser() if args.weights_dir else None,
+            weights_dir=weights_dir(args),
+            backend=backend,
         )
         server.bind()
     except (ImpastoError, OSError, sqlite3.Error) as exc:

@@ -112,22 +112,28 @@ class Worker(threading.Thread):
 
     # -- thread ---------------------------------------------------------------------------
     def run(self) -> None:
-        self._load()
+        self.load()
         while True:
             task = self.inbox.get()
             if task is None:
                 return
-            try:
-                self._run_task(task)
-            except BaseException as exc:  # never let the thread die with a job half-done
-                log.error("job %s: worker error\n%s", task.job_id, traceback.format_exc())
-                why = f"worker error: {type(exc).__name__}: {exc}"
-                self.report(FAILED, task.job_id, (INTERNAL, why))
+            self.run_task(task)
 
     def stop(self) -> None:
         self.inbox.put(None)
 
-    def _load(self) -> None:
+    # -- the public entries (this thread's loop; a Ray actor calls them without it) -------
+    def run_task(self, task: Task) -> None:
+        """Run ``task`` here and now; its reports end with DONE or FAILED, always."""
+        try:
+            self._run_task(task)
+        except BaseException as exc:  # never let the thread die with a job half-done
+            log.error("job %s: worker error\n%s", task.job_id, traceback.format_exc())
+            why = f"worker error: {type(exc).__name__}: {exc}"
+            self.report(FAILED, task.job_id, (INTERNAL, why))
+
+    def load(self) -> None:
+        """Load (and warm up) the engine; reports READY either way."""
         started = time.monotonic()
         try:
             from impasto.daemon.engine import Engine

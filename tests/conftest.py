@@ -56,6 +56,11 @@ EDITOR_MARKERS = ("krita", "gimp")
 
 
 def pytest_collection_modifyitems(config, items):
+    # Ray tests start a local cluster (minutes, GBs): only when asked for with -m ray.
+    ray_skip = pytest.mark.skip(reason="starts a Ray cluster: run with -m ray")
+    want_ray = "ray" in (config.getoption("-m") or "")
     for item in items:
         if any(item.get_closest_marker(name) for name in EDITOR_MARKERS):
             item.add_marker(pytest.mark.hosts)
+        if item.get_closest_marker("ray") and not want_ray:
+            item.add_marker(ray_skip)
