@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -49,18 +50,18 @@ def _isolated_state(tmp_path_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
 
-# Tests that drive a real editor (Krita under Xvfb, GIMP 3 or another editor in a chroot)
-# also carry the "hosts" marker, so `pytest -m "not hosts"` is the fast tier: no root,
-# no editors.
-EDITOR_MARKERS = ("krita", "gimp")
+# Tests that drive a real host program (Krita under Xvfb, GIMP 3 or another editor in a
+# chroot, a local Ray cluster) also carry the "hosts" marker, so `pytest -m "not hosts"`
+# is the fast tier: no root, no editors, no cluster.
+HOST_MARKERS = ("krita", "gimp", "ray")
 
 
 def pytest_collection_modifyitems(config, items):
-    # Ray tests start a local cluster (minutes, GBs): only when asked for with -m ray.
-    ray_skip = pytest.mark.skip(reason="starts a Ray cluster: run with -m ray")
-    want_ray = "ray" in (config.getoption("-m") or "")
+    # Ray is an optional extra: without it the cluster tests say how to get it.
+    no_ray = pytest.mark.skip(reason="Ray is not installed: pip install -e '.[cluster]'")
+    have_ray = importlib.util.find_spec("ray") is not None
     for item in items:
-        if any(item.get_closest_marker(name) for name in EDITOR_MARKERS):
+        if any(item.get_closest_marker(name) for name in HOST_MARKERS):
             item.add_marker(pytest.mark.hosts)
-        if item.get_closest_marker("ray") and not want_ray:
-            item.add_marker(ray_skip)
+        if item.get_closest_marker("ray") and not have_ray:
+            item.add_marker(no_ray)
