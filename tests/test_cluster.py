@@ -1,6 +1,7 @@
 """The Ray backend end to end: a real local Ray cluster (started here: 2 CPUs, a small
 object store, token auth), a real daemon with two actors in front of it, real sockets,
-the real VGG19 at 64 px. Part of the whole suite when Ray (the ``cluster`` extra) is installed; ``pytest -m ray`` runs them alone."""
+the real VGG19 at 64 px. Part of the whole suite when Ray (the ``cluster`` extra) is
+installed; ``pytest -m ray`` runs them alone."""
 
 from __future__ import annotations
 
