@@ -126,15 +126,7 @@ class JobOptions:
     @classmethod
     def from_dict(cls, data: Any) -> JobOptions:
         """Build and validate options from untrusted data (a decoded message, CLI flags)."""
-        if not isinstance(data, dict):
-            raise OptionsError("options", f"expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise OptionsError(unknown[0], "unknown option")
-        opts = cls(**data)
-        opts.validate()
-        return opts
+        return checked_from_dict(cls, data, "options", "option")
 
     def refinement(self, size: int | None = None, iterations: int | None = None) -> JobOptions:
         """Options that refine a preview to ``size`` (None: the layer's own size).
@@ -253,3 +245,18 @@ def _weights(opts: JobOptions, name: str, max_len: int) -> None:
     if any(v < 0 for v in numbers):
         raise OptionsError(name, "weights must not be negative")
     setattr(opts, name, numbers)
+
+
+def checked_from_dict(cls: Any, data: Any, what: str, field_word: str) -> Any:
+    """An options dataclass from untrusted data: a mapping of known fields only, then the
+    class's own ``validate``. ``what`` names the whole value, ``field_word`` one field in
+    the errors ("unknown option")."""
+    if not isinstance(data, dict):
+        raise OptionsError(what, f"expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise OptionsError(unknown[0], f"unknown {field_word}")
+    opts = cls(**data)
+    opts.validate()
+    return opts

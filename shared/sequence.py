@@ -11,7 +11,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from impasto.shared.options import MAX_ITERATIONS, OptionsError, _float, _int
+from impasto.shared.options import (
+    MAX_ITERATIONS,
+    OptionsError,
+    _float,
+    _int,
+    checked_from_dict,
+)
 
 FLOW_METHODS = ("dis", "farneback")
 
@@ -51,15 +57,7 @@ class SequenceOptions:
 
     @classmethod
     def from_dict(cls, data: Any) -> SequenceOptions:
-        if not isinstance(data, dict):
-            raise OptionsError("sequence", f"expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise OptionsError(unknown[0], "unknown sequence option")
-        opts = cls(**data)
-        opts.validate()
-        return opts
+        return checked_from_dict(cls, data, "sequence", "sequence option")
 
     def validate(self) -> None:
         _float(self, "temporal_weight")
