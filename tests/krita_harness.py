@@ -137,6 +137,10 @@ class KritaHome:
         krita = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
         if self.chroot is None:
             return krita
+        # xvfb-run -a in the chroot sees only the chroot's /tmp, but X's abstract sockets
+        # are the host's: it picked :99 while the host's last Xvfb there was still going
+        # away, and Krita could not connect. Pick a display free on both sides instead.
+        krita[1:2] = ["-n", str(free_display(self.chroot))]
         # Krita needs /proc; a private mount namespace mounts it for this run only,
         # so nothing stays mounted inside the cached root.
         script = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"'
@@ -230,3 +234,13 @@ def write_png(src: Path, dest: Path, width: int, alpha_hole: bool = False) -> Pa
         img.paste(hole, (0, 0))
     img.save(dest)
     return dest
+
+
+def free_display(chroot: Path) -> int:
+    """An X display number with no lock file on the host or in ``chroot``, away from the
+    :99 upward that host runs of ``xvfb-run -a`` take."""
+    start = 200 + os.getpid() % 300
+    for n in range(start, start + 300):
+        if not any(Path(root, "tmp", f".X{n}-lock").exists() for root in ("/", chroot)):
+            return n
+    raise RuntimeError("no free X display number between 200 and 800")
