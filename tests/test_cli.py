@@ -154,7 +154,7 @@ def test_debug_shows_the_traceback(tmp_path, starry_night):
 def test_ctrl_c_saves_the_best_image_so_far(tmp_path, tubingen, starry_night):
     out = tmp_path / "interrupted.png"
     frames = tmp_path / "frames"
-    proc = subprocess.Popen(
+    proc = start_interruptible(
         [
             IMPASTO,
             "stylize",
@@ -171,17 +171,9 @@ def test_ctrl_c_saves_the_best_image_so_far(tmp_path, tubingen, starry_night):
             "400",
             "--frames",
             str(frames),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        # A terminal's Ctrl-C: a runner that started us in the background (as a
-        # non-interactive shell's `&` does) passes SIGINT on ignored, and so would Python.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        ]
     )
-    deadline = time.monotonic() + 180
-    while not list(frames.glob("frame_*.png")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+    wait_for_files(proc, frames, "frame_*.png")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -241,3 +233,23 @@ def test_daemon_start_status_stop(tmp_path):
     assert "stopped" in stopped.stdout
     gone = impasto("daemon", "status", "--endpoint", endpoint)
     assert_one_line_error(gone, 3, "impasto daemon start")
+
+
+def start_interruptible(command: list) -> subprocess.Popen:
+    """The CLI in a child that takes Ctrl-C as a terminal's: a runner that started us in
+    the background (as a non-interactive shell's `&` does) passes SIGINT on ignored, and
+    so would Python."""
+    return subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_for_files(proc: subprocess.Popen, folder: Path, pattern: str, timeout=180.0) -> None:
+    """Until the running child has written a file matching ``pattern`` into ``folder``."""
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob(pattern)) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)

@@ -26,6 +26,7 @@ from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
 from impasto.shared.options import JobOptions
 from impasto.shared.sequence import SequenceOptions
 from tests.sequence_data import instability, make_sequence
+from tests.test_cli import start_interruptible, wait_for_files
 
 IMPASTO = str(Path(sys.executable).parent / "impasto")
 # Style up to conv3_1 (a third of the network's cost), as most engine tests do.
@@ -201,17 +202,8 @@ def test_cli_ctrl_c_keeps_the_finished_frames(tmp_path, pan, starry_night):
     command = cli_command(
         [source, starry_night, "-o", out], f"--gif {gif} --iterations 4 --warm-iterations 5000"
     )
-    proc = subprocess.Popen(
-        command,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A terminal's Ctrl-C, even when the runner started us with SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 180
-    while not list(out.glob("*.png")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
+    proc = start_interruptible(command)
+    wait_for_files(proc, out, "*.png")
     time.sleep(1.0)  # into the second frame
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
