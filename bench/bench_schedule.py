@@ -86,6 +86,7 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         "frames": [frames[i] for i in picks],
         "etas": etas,
         "memory": result.memory,
+        "image": result.image,
     }
 
 
@@ -235,6 +236,9 @@ def main() -> None:
                     f"{size} {pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}",
                     flush=True,
                 )
+                picture = (np.clip(r.pop("image")[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+                name = f"final_{size}_{pair.replace(':', '_')}_{stroke}.jpg"
+                Image.fromarray(picture).save(args.out_dir / name, quality=92)
                 runs.append(r)
             score(runs, c, s)
             for r in runs:
