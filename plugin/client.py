@@ -16,6 +16,10 @@ Events, in the order a job produces them: ``Accepted`` (also sent again on ``att
 any number of ``Progress`` (``frame`` is a RawImage on frame iterations), then exactly
 one of ``Result`` (``cancelled=True`` when cancelled while running: the best image so far)
 or ``Failed`` (code ``cancelled`` when cancelled while still queued).
+
+A sequence (``submit_sequence``) adds a ``FrameDone`` as each frame finishes, in order;
+its ``Result`` carries the last finished frame and ``frames``, the count finished.
+Attaching to a sequence replays every finished frame first, then follows it live.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +44,7 @@ from impasto.shared.errors import (
 )
 from impasto.shared.options import MAX_SIZE, JobOptions
 from impasto.shared.rawimage import RawImage
+from impasto.shared.sequence import MAX_SEQUENCE_FRAMES, SequenceOptions
 
 # An estimate may wait for a daemon's engine to load (the daemon waits up to a minute).
 ESTIMATE_TIMEOUT = 60.0
@@ -70,6 +75,8 @@ class Progress:
     frame: RawImage | None = None
     width: int = 0  # size the engine works at on this scale
     height: int = 0
+    frame_index: int | None = None  # sequences: the frame being optimised (0-based)
+    n_frames: int = 0  # sequences: frames in the job
 
 
 @dataclass
@@ -83,6 +90,21 @@ class Result:
     cancelled: bool
     elapsed: float
     device: str = ""
+    frames: int = 0  # sequences: frames finished (the image is the last of them)
+
+
+@dataclass
+class FrameDone:
+    """One finished frame of a sequence, at the output size and the submit's depth."""
+
+    job_id: str
+    index: int  # 0-based
+    n_frames: int
+    image: RawImage
+    iterations: int
+    losses: dict[str, float]
+    elapsed: float
+    warm: bool  # started from the previous frame (temporal term on)
 
 
 @dataclass
@@ -94,7 +116,7 @@ class Failed:
     message: str
 
 
-Event = Accepted | Progress | Result | Failed
+Event = Accepted | Progress | FrameDone | Result | Failed
 
 
 @dataclass
@@ -145,6 +167,9 @@ class Client:
         self._ping_sent = 0.0
         self._credit: dict[int, int] = {}  # upload credit the daemon granted, per submit req
         self._reattach: dict[int, str] = {}  # attach requests sent after a daemon restart
+        # Frames already handed out per sequence job, so the replay that follows a
+        # re-attach after a daemon restart does not repeat them.
+        self._frames_seen: dict[str, set[int]] = {}
 
     # -- connection ---------------------------------------------------------------------
     @property
@@ -211,18 +236,59 @@ class Client:
         if not styles or not all(isinstance(s, RawImage) for s in styles):
             raise ImpastoError("give at least one style image (RawImage)", protocol.BAD_IMAGE)
         opts = _options(options)
-        if frame_size is None:
-            frame_size = opts.frame_size
-        depth = frame_depth or content.depth
         images = [content, *styles] + ([init_image] if init_image is not None else [])
         fields = {
             "options": opts.to_dict(),
             "n_styles": len(styles),
             "has_init": init_image is not None,
-            "frame_size": frame_size,
-            "frame_depth": depth,
-            "img": [[im.width, im.height, im.channels, im.depth] for im in images],
+            "frame_size": opts.frame_size if frame_size is None else frame_size,
+            "frame_depth": frame_depth or content.depth,
+            "img": [_descriptor(im) for im in images],
         }
+        return self._submit(fields, images)
+
+    def submit_sequence(
+        self,
+        frames: Sequence[RawImage],
+        styles: Sequence[RawImage],
+        options: JobOptions | dict | None = None,
+        sequence: SequenceOptions | dict | None = None,
+        frame_size: int | None = None,
+        frame_depth: int | None = None,
+    ) -> str:
+        """Queue an animation: every frame stylised, each warm-started from the last.
+
+        ``frames`` may be a lazy Sequence: each frame is read once, when its bytes are
+        sent, and dropped. Every frame must be the first's size; a frame of another
+        depth or channel count is converted to the first's. ``FrameDone`` events follow
+        in ``poll`` as frames finish (at ``frame_depth``, default the first frame's);
+        ``frame_size`` caps progress pictures as for ``submit``.
+        """
+        count = len(frames)
+        if not 2 <= count <= MAX_SEQUENCE_FRAMES:
+            raise ImpastoError(
+                f"a sequence has 2..{MAX_SEQUENCE_FRAMES} frames, not {count}", protocol.BAD_IMAGE
+            )
+        first = frames[0]
+        if not isinstance(first, RawImage):
+            raise ImpastoError("frames must be RawImages", protocol.BAD_IMAGE)
+        styles = list(styles)
+        if not styles or not all(isinstance(s, RawImage) for s in styles):
+            raise ImpastoError("give at least one style image (RawImage)", protocol.BAD_IMAGE)
+        opts = _options(options)
+        seq = _sequence_options(sequence)
+        fields = {
+            "options": opts.to_dict(),
+            "n_styles": len(styles),
+            "frame_size": opts.frame_size if frame_size is None else frame_size,
+            "frame_depth": frame_depth or first.depth,
+            "n_frames": count,
+            "sequence": seq.to_dict(),
+            "img": [_descriptor(first)] * count + [_descriptor(s) for s in styles],
+        }
+        return self._submit(fields, _frames_like_first(frames, first, styles))
+
+    def _submit(self, fields: dict, images: Iterable[RawImage]) -> str:
         self._ensure()
         req = self._send(protocol.SUBMIT, fields)
         upload = self._reply(req, protocol.SUBMIT)
@@ -231,9 +297,10 @@ class Client:
         self._watch(job_id)
         return job_id
 
-    def _upload(self, req: int, upload: protocol.Message, images: list[RawImage]):
+    def _upload(self, req: int, upload: protocol.Message, images: Iterable[RawImage]):
         """Send the images in chunks, never more than the daemon's credit allows (the
-        ZeroMQ guide's credit-based flow control); returns the ``accepted`` reply."""
+        ZeroMQ guide's credit-based flow control); returns the ``accepted`` reply. An
+        image that cannot be read abandons the upload on the daemon too."""
         chunk, upload_id = upload["chunk"], upload["upload_id"]
         self._credit[req] = upload["credit"]
         try:
@@ -252,6 +319,10 @@ class Client:
                     piece = {"req": req, "upload_id": upload_id, "image": index, "offset": offset}
                     self._send(protocol.CHUNK, piece, data=data[offset : offset + chunk], req=req)
             return self._reply(req, protocol.SUBMIT)
+        except ImpastoError as exc:
+            if exc.code != DAEMON_UNAVAILABLE and self._conn is not None:
+                self._send(protocol.CANCEL, {"job_id": upload_id})  # its ok is not awaited
+            raise
         finally:
             self._credit.pop(req, None)
 
@@ -329,9 +400,11 @@ class Client:
         """Follow a job submitted earlier (by any client): its current state, the latest
         progress frame, and its Result or Failed event if it already ended (results are
         kept for the daemon's --retention time). Frames keep the size and depth the
-        submitter asked for. Unknown ids raise code unknown_job.
+        submitter asked for. A sequence's finished frames come first, as ``FrameDone``
+        events. Unknown ids raise code unknown_job.
         """
         reply = self._request(protocol.ATTACH, {"job_id": job_id})
+        self._frames_seen.pop(job_id, None)  # asked for: replay every frame
         self._watch(job_id)
         return Accepted(job_id, reply["position"], reply["state"])
 
@@ -563,10 +636,29 @@ class Client:
                     frame,
                     msg["width"] or 0,
                     msg["height"] or 0,
+                    msg["frame"],
+                    msg["n_frames"] or 0,
                 )
             )
+        elif kind == protocol.FRAME:
+            seen = self._frames_seen.setdefault(msg["job_id"], set())
+            if msg["index"] not in seen:
+                seen.add(msg["index"])
+                self._events.append(
+                    FrameDone(
+                        msg["job_id"],
+                        msg["index"],
+                        msg["n_frames"],
+                        msg.images[0],
+                        msg["iterations"],
+                        msg["losses"],
+                        msg["elapsed"],
+                        msg["warm"],
+                    )
+                )
         elif kind == protocol.RESULT:
             self._watching.discard(msg["job_id"])
+            self._frames_seen.pop(msg["job_id"], None)
             self._events.append(
                 Result(
                     msg["job_id"],
@@ -576,6 +668,7 @@ class Client:
                     msg["cancelled"],
                     msg["elapsed"],
                     msg["device"] or "",
+                    msg["frames"] or 0,
                 )
             )
         elif kind == protocol.ERROR and req in self._reattach:  # the job did not survive
@@ -584,8 +677,9 @@ class Client:
             self._events.append(Failed(job_id, msg["code"], msg["message"]))
         elif kind == protocol.FAILED or (kind == protocol.ERROR and req is None and msg["job_id"]):
             self._watching.discard(msg["job_id"])
+            self._frames_seen.pop(msg["job_id"], None)
             self._events.append(Failed(msg["job_id"], msg["code"], msg["message"]))
-        if req is not None and kind != protocol.PROGRESS:
+        if req is not None and kind not in (protocol.PROGRESS, protocol.FRAME):
             self._replies[req] = msg
             if len(self._replies) > 64:  # replies to requests that timed out
                 self._replies.pop(next(iter(self._replies)))
@@ -599,3 +693,38 @@ def _options(options: JobOptions | dict | None) -> JobOptions:
         options.validate()
         return options
     return JobOptions.from_dict(dict(options))
+
+
+def _sequence_options(sequence: SequenceOptions | dict | None) -> SequenceOptions:
+    if sequence is None:
+        return SequenceOptions()
+    if isinstance(sequence, SequenceOptions):
+        sequence.validate()
+        return sequence
+    return SequenceOptions.from_dict(dict(sequence))
+
+
+def _descriptor(image: RawImage) -> list[int]:
+    return [image.width, image.height, image.channels, image.depth]
+
+
+def _frames_like_first(
+    frames: Sequence[RawImage], first: RawImage, styles: list[RawImage]
+) -> Iterator[RawImage]:
+    """The frames, read one at a time and brought to the first's channels and depth
+    (the submit announced the first's header for all), then the styles."""
+    for index in range(len(frames)):
+        frame = first if index == 0 else frames[index]
+        if not isinstance(frame, RawImage):
+            raise ImpastoError(f"frame {index} is not a RawImage", protocol.BAD_IMAGE)
+        if (frame.width, frame.height) != (first.width, first.height):
+            raise ImpastoError(
+                f"frame {index} is {frame.width}x{frame.height}, frame 0 is "
+                f"{first.width}x{first.height}: every frame must be the same size",
+                protocol.BAD_IMAGE,
+            )
+        frame = frame.to_depth(first.depth)
+        if frame.channels != first.channels:
+            frame = frame.with_alpha() if first.channels == 4 else frame.without_alpha()
+        yield frame
+    yield from styles

@@ -26,6 +26,7 @@ from impasto.shared.errors import (
 )
 from impasto.shared.options import DEFAULT_MAX_PIXELS, MAX_SIZE, MAX_STYLES
 from impasto.shared.rawimage import ImageError, RawImage, check_header
+from impasto.shared.sequence import MAX_SEQUENCE_FRAMES
 
 # Bump on any incompatible change; both sides refuse a peer with another version.
 # 2: images upload in chunks with credit-based flow control; identity from the transport.
@@ -35,6 +36,9 @@ MAX_HEADER_BYTES = 64 * 1024  # a header is a few hundred bytes; options include
 MAX_STRING = 4096
 MAX_JOB_ID = 64
 MAX_FRAMES = 1 + 1 + MAX_STYLES + 1  # header, content, styles, init image
+# A submit announces at most this many images (they travel later, in chunks): a
+# sequence's frames and its styles. 1008 headers are ~13 KB of the 64 KiB header.
+MAX_ANNOUNCED = MAX_SEQUENCE_FRAMES + MAX_STYLES
 MAX_LIST = 10_000  # job lists and the like
 # Uploads travel in chunks of at most CHUNK_BYTES, at most CREDIT chunks in flight (the
 # ZeroMQ guide's file-transfer pattern), so a stalled or hostile sender holds one chunk.
@@ -68,6 +72,7 @@ PONG = "pong"
 UPLOAD = "upload"  # a submit was checked: send its images in chunks
 CREDIT_MSG = "credit"  # the daemon stored chunks: send that many more
 ESTIMATE_REPLY = "estimate_reply"
+FRAME = "frame"  # one finished frame of a sequence job
 
 REQUESTS = (HELLO, SUBMIT, CANCEL, ATTACH, STATUS, JOBS, SHUTDOWN, PING, CHUNK, ESTIMATE)
 REPLIES = (
@@ -84,6 +89,7 @@ REPLIES = (
     UPLOAD,
     CREDIT_MSG,
     ESTIMATE_REPLY,
+    FRAME,
 )
 
 # Job states as the daemon reports them.
@@ -237,11 +243,14 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "has_init": (boolean, False),
         "frame_size": (FRAME_SIZE, False),
         "frame_depth": (FRAME_DEPTH, False),
+        # A sequence: n_frames content frames (one size), then the styles; no init.
+        "n_frames": (integer(2, MAX_SEQUENCE_FRAMES), False),
+        "sequence": (mapping(), False),  # SequenceOptions; checked by its from_dict
     },
     CHUNK: {
         "req": (REQ, True),  # the submit's
         "upload_id": (JOB_ID, True),
-        "image": (integer(0, MAX_FRAMES), True),
+        "image": (integer(0, MAX_ANNOUNCED), True),
         "offset": (integer(0, 2**62), True),
     },
     CANCEL: {"req": (REQ, True), "job_id": (JOB_ID, True)},
@@ -287,6 +296,17 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "losses": (losses, True),
         "elapsed": (DURATION, True),
         "eta": (optional(DURATION), False),
+        "frame": (integer(0, MAX_SEQUENCE_FRAMES), False),  # sequences: frame being made
+        "n_frames": (integer(0, MAX_SEQUENCE_FRAMES), False),
+    },
+    FRAME: {
+        "job_id": (JOB_ID, True),
+        "index": (integer(0, MAX_SEQUENCE_FRAMES), True),
+        "n_frames": (integer(1, MAX_SEQUENCE_FRAMES), True),
+        "iterations": (integer(0, 2**31), True),
+        "losses": (losses, True),
+        "elapsed": (DURATION, True),
+        "warm": (boolean, True),
     },
     RESULT: {
         "job_id": (JOB_ID, True),
@@ -295,6 +315,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
         "cancelled": (boolean, True),
         "elapsed": (DURATION, True),
         "device": (text(64, empty=True), False),
+        "frames": (integer(0, MAX_SEQUENCE_FRAMES), False),  # sequences: frames finished
     },
     FAILED: {"job_id": (JOB_ID, True), "code": (text(64), True), "message": (text(), True)},
     ERROR: {
@@ -322,11 +343,12 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
 IMAGE_COUNT: dict[str, Callable[[dict], int]] = {
     PROGRESS: lambda f: -1,  # zero or one frame
     RESULT: lambda f: 1,
+    FRAME: lambda f: 1,
     CHUNK: lambda f: -2,  # one frame of raw bytes, not an image
 }
 # Messages whose images are announced in the header and travel later, in chunks.
 ANNOUNCED: dict[str, Callable[[dict], int]] = {
-    SUBMIT: lambda f: 1 + f["n_styles"] + (1 if f.get("has_init") else 0),
+    SUBMIT: lambda f: (f.get("n_frames") or 1) + f["n_styles"] + (1 if f.get("has_init") else 0),
 }
 
 
@@ -427,7 +449,8 @@ def _decode_images(
     msg_type: str, fields: dict, descriptors: Any, frames: Sequence, max_pixels: int | None
 ) -> list[RawImage]:
     descriptors = [] if descriptors is None else descriptors
-    if not isinstance(descriptors, list) or len(descriptors) > MAX_FRAMES:
+    most = MAX_ANNOUNCED + 1 if msg_type in ANNOUNCED else MAX_FRAMES
+    if not isinstance(descriptors, list) or len(descriptors) > most:
         raise ProtocolError(f"{msg_type}: 'img' must be a list of image headers")
     if msg_type in ANNOUNCED:
         return _announced(msg_type, fields, descriptors, frames, max_pixels)
@@ -492,6 +515,8 @@ def _announced(
             f"'{UPLOAD}' reply, not in the {msg_type} message itself"
         )
     fields["img"] = [_descriptor(msg_type, i, d, max_pixels) for i, d in enumerate(descriptors)]
+    if msg_type == SUBMIT:
+        _check_sequence(fields)
     return []
 
 
@@ -504,6 +529,28 @@ def _estimate_size(fields: dict, max_pixels: int | None) -> None:
             f"limit of {max_pixels:,}",
             IMAGE_TOO_LARGE,
         )
+
+
+def _check_sequence(fields: dict) -> None:
+    """A sequence submit: no init image, every content frame the first frame's size."""
+    n_frames = fields.get("n_frames")
+    if n_frames is None:
+        if fields.get("sequence") is not None:
+            raise ProtocolError(f"{SUBMIT}: 'sequence' options need 'n_frames'")
+        return
+    if fields.get("has_init"):
+        raise ProtocolError(
+            f"{SUBMIT}: 'has_init' cannot go with 'n_frames': a sequence's frames start "
+            "from the previous stylised frame"
+        )
+    width, height = fields["img"][0][:2]
+    for i, desc in enumerate(fields["img"][1:n_frames], start=1):
+        if desc[:2] != (width, height):
+            raise ProtocolError(
+                f"{SUBMIT}: frame {i} is {desc[0]}x{desc[1]}, frame 0 is {width}x{height}: "
+                "every frame of a sequence must be the same size",
+                BAD_IMAGE,
+            )
 
 
 def image_bytes(desc: Sequence[int]) -> int:

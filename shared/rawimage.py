@@ -79,6 +79,16 @@ class RawImage:
             out[3 * n + 1 :: stride_out] = b"\xff" * (self.width * self.height)
         return RawImage(self.width, self.height, 4, self.depth, bytes(out))
 
+    def without_alpha(self) -> RawImage:
+        """RGB copy: the alpha channel dropped."""
+        if self.channels == 3:
+            return self
+        n = self.bytes_per_sample
+        out = bytearray(self.width * self.height * 3 * n)
+        for c in range(3 * n):  # each byte lane of RGB out of the RGBA layout
+            out[c :: 3 * n] = self.data[c :: 4 * n]
+        return RawImage(self.width, self.height, 3, self.depth, bytes(out))
+
     # -- optional conversions -------------------------------------------------------------
     def to_numpy(self):
         """float32 array (H, W, C) in 0..1."""

@@ -20,6 +20,9 @@ from impasto.shared.options import (
 )
 
 FLOW_METHODS = ("dis", "farneback")
+# Frames in one daemon sequence job: a 40 s clip at 25 fps. Longer animations go in
+# several jobs; the daemon's byte caps (daemon/limits.py) bound the frames' size too.
+MAX_SEQUENCE_FRAMES = 1000
 
 # Weight of the temporal term, a mean squared 0..255-level difference to the warped
 # previous frame over reliable pixels, and the warm frames' share of the first frame's

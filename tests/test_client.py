@@ -18,6 +18,7 @@ from impasto.plugin.client import Client
 from impasto.shared import errors, keys, paths, protocol
 from impasto.shared.errors import ImpastoError
 from impasto.shared.rawimage import RawImage
+from impasto.shared.sequence import MAX_SEQUENCE_FRAMES
 from tests.daemon_fixture import free_port
 
 PIXELS = RawImage(2, 2, 3, 8, bytes(12))
@@ -161,3 +162,24 @@ def test_the_client_side_imports_neither_torch_nor_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bad_sequences_fail_before_anything_is_sent():
+    client = Client(f"tcp://127.0.0.1:{free_port()}", timeout=0.5)  # nothing listens
+    for frames in ([PIXELS], [PIXELS] * (MAX_SEQUENCE_FRAMES + 1)):
+        with pytest.raises(ImpastoError) as info:
+            client.submit_sequence(frames, [PIXELS])
+        assert info.value.code == errors.BAD_IMAGE and "frames" in str(info.value)
+    with pytest.raises(ImpastoError) as info:
+        client.submit_sequence([PIXELS] * 2, [PIXELS], sequence={"temporal_wieght": 1})
+    assert info.value.code == errors.BAD_OPTIONS and "temporal_wieght" in str(info.value)
+    with pytest.raises(ImpastoError) as info:
+        client.submit_sequence([PIXELS] * 2, [PIXELS], sequence={"flow": "magic"})
+    assert "flow" in str(info.value)
+    assert not client.connected
+
+
+def test_alpha_comes_off_losslessly():
+    rgb = RawImage(3, 2, 3, 16, bytes(range(36)))
+    assert rgb.with_alpha().without_alpha() == rgb
+    assert rgb.without_alpha() is rgb

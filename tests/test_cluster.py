@@ -11,7 +11,7 @@ import pytest
 
 from impasto.plugin.client import Progress, Result
 from impasto.shared import errors
-from impasto.shared.errors import ImpastoError
+from impasto.shared.errors import NOT_ALLOWED, ImpastoError
 from tests.daemon_fixture import daemon_env, spawn_daemon
 from tests.ray_cluster import kill_actor, start_head
 from tests.test_cli import impasto
@@ -191,3 +191,15 @@ def test_an_estimate_is_answered_by_an_actors_engine(ray_daemon):
         with pytest.raises(ImpastoError) as caught:
             client.estimate(64, 48, {**FAST, "memory_budget": 256})
         assert caught.value.code == errors.TOO_LARGE_FOR_DEVICE
+
+
+def test_a_sequence_is_refused_naming_ray(ray_daemon, pair):
+    content, style = pair
+    client = ray_daemon.client()
+    try:
+        with pytest.raises(ImpastoError) as info:
+            client.submit_sequence([content, content], [style], FAST)
+        assert info.value.code == NOT_ALLOWED and "--ray" in str(info.value)
+        assert client.status()["uploads"] == 0  # refused at submit, before any pixel
+    finally:
+        client.close()

@@ -306,3 +306,106 @@ def test_an_estimate_over_the_pixel_limit_is_refused_as_a_submit_would_be():
     )
     assert "4000x3000" in str(error) and error.req == 7
     protocol.decode(estimate_frames(width=1000, height=1000), max_pixels=10**6)
+
+
+# -- sequences ------------------------------------------------------------------------
+def sequence_submit(n_frames=3, frame=(4, 3, 3, 8), **overrides):
+    """A sequence submit: ``n_frames`` content frames, then one style."""
+    fields = {
+        "req": 1,
+        "options": JobOptions(size=64).to_dict(),
+        "n_styles": 1,
+        "n_frames": n_frames,
+        "sequence": {"temporal_weight": 2.0},
+        "img": [list(frame)] * n_frames + [[2, 2, 4, 16]],
+    }
+    fields.update(overrides)
+    return protocol.encode(protocol.SUBMIT, fields)
+
+
+def test_a_sequence_submit_announces_its_frames_then_its_styles():
+    msg = protocol.decode(sequence_submit())
+    assert msg["n_frames"] == 3 and msg["sequence"] == {"temporal_weight": 2.0}
+    assert msg["img"] == [(4, 3, 3, 8)] * 3 + [(2, 2, 4, 16)]
+    # frames of one size may differ in channels and depth (the daemon converts)
+    mixed = sequence_submit(2, img=[[4, 3, 3, 8], [4, 3, 4, 16], [2, 2, 4, 16]])
+    assert protocol.decode(mixed)["img"][1] == (4, 3, 4, 16)
+    # the last image of the longest sequence can be uploaded
+    last = protocol.MAX_SEQUENCE_FRAMES + protocol.MAX_STYLES - 1
+    piece = {"req": 1, "upload_id": "u", "image": last, "offset": 0}
+    assert protocol.decode(protocol.encode(protocol.CHUNK, piece, data=b"x"))["image"] == last
+
+
+def test_the_longest_sequence_fits_in_a_header():
+    frames = sequence_submit(
+        protocol.MAX_SEQUENCE_FRAMES, (4096, 4096, 4, 16), n_styles=protocol.MAX_STYLES
+    )
+    frames = with_header(frames, img=[[4096, 4096, 4, 16]] * protocol.MAX_ANNOUNCED)
+    msg = protocol.decode(frames, max_pixels=None)
+    assert len(msg["img"]) == protocol.MAX_ANNOUNCED
+
+
+def test_a_sequence_with_an_init_image_is_refused():
+    frames = with_header(sequence_submit(2), has_init=True, img=[[4, 3, 3, 8]] * 4)
+    assert "has_init" in str(refused(frames))
+
+
+def test_sequence_frames_of_different_sizes_are_refused_naming_them():
+    frames = with_header(
+        sequence_submit(3), img=[[4, 3, 3, 8], [4, 3, 3, 8], [5, 3, 3, 8], [2, 2, 4, 16]]
+    )
+    exc = refused(frames, errors.BAD_IMAGE)
+    assert "frame 2 is 5x3, frame 0 is 4x3" in str(exc)
+
+
+@pytest.mark.parametrize("n_frames", [1, protocol.MAX_SEQUENCE_FRAMES + 1, True, "4"])
+def test_a_frame_count_out_of_range_is_refused(n_frames):
+    frames = with_header(sequence_submit(2), n_frames=n_frames)
+    assert "n_frames" in str(refused(frames))
+
+
+def test_sequence_options_need_a_sequence_and_a_map():
+    assert "n_frames" in str(refused(with_header(submit_frames(), sequence={})))
+    assert "sequence" in str(refused(with_header(sequence_submit(2), sequence=[1])))
+    # the announced count follows n_frames
+    exc = refused(with_header(sequence_submit(3), img=[[4, 3, 3, 8]] * 3))
+    assert "needs 4 image(s)" in str(exc)
+
+
+def test_frame_events_and_sequence_fields_round_trip():
+    fields = {
+        "job_id": "j",
+        "index": 2,
+        "n_frames": 4,
+        "iterations": 30,
+        "losses": {"style": 1.5, "temporal": 0.25},
+        "elapsed": 2.5,
+        "warm": True,
+    }
+    msg = protocol.decode(protocol.encode(protocol.FRAME, fields, [image()]), protocol.REPLIES)
+    assert msg.type == protocol.FRAME and msg.fields == fields
+    assert msg.images[0].header() == image().header()
+    assert "needs 1 image" in str(
+        refused(protocol.encode(protocol.FRAME, fields), expect=protocol.REPLIES)
+    )
+    progress = {
+        "job_id": "j",
+        "iteration": 1,
+        "total": 9,
+        "scale": 1,
+        "n_scales": 1,
+        "losses": {},
+        "elapsed": 0.5,
+        "frame": 3,
+        "n_frames": 4,
+    }
+    msg = protocol.decode(protocol.encode(protocol.PROGRESS, progress), protocol.REPLIES)
+    assert (msg["frame"], msg["n_frames"]) == (3, 4)
+    result = {"job_id": "j", "iterations": 3, "losses": {}, "cancelled": True, "elapsed": 1.0}
+    msg = protocol.decode(
+        protocol.encode(protocol.RESULT, {**result, "frames": 2}, [image()]), protocol.REPLIES
+    )
+    assert msg["frames"] == 2
+    # a still job's result has no frame count
+    msg = protocol.decode(protocol.encode(protocol.RESULT, result, [image()]), protocol.REPLIES)
+    assert msg["frames"] is None
