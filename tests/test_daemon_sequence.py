@@ -7,6 +7,7 @@ the shallow layers, so a frame takes a fraction of a second on the 2-core machin
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -20,6 +21,8 @@ from impasto.shared.rawimage import RawImage
 from impasto.shared.sequence import MAX_SEQUENCE_FRAMES
 from tests.daemon_fixture import local_dealer, spawn_daemon
 from tests.sequence_data import make_sequence
+from tests.test_cli import start_interruptible, wait_for_files
+from tests.test_sequence import cli_command
 
 SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
 QUICK = {"size": None, "iterations": 6, "frames": 0, "scales": 1, **SHALLOW}
@@ -198,3 +201,31 @@ def test_bad_sequence_submits_are_refused_before_anything_runs(daemon, client, f
     assert info.value.code == errors.BAD_IMAGE and "frame 1 is 64x50" in str(info.value)
     assert client.status()["uploads"] == 0
     assert all(j["state"] in ("done", "cancelled", "failed") for j in client.jobs())
+
+
+def test_cli_on_a_daemon_writes_frames_as_they_come_and_ctrl_c_keeps_them(
+    tmp_path, daemon, client, frames, starry_night
+):
+    names = []
+    for t, frame in enumerate(frames[:4]):
+        names.append(tmp_path / f"shot_{t}.png")
+        frame.to_pil().save(names[-1])
+    out, gif = tmp_path / "out", tmp_path / "done.gif"
+    # --warm-iterations 5000: the second frame runs until interrupted.
+    command = cli_command(
+        [*names, starry_night, "-o", out],
+        f"--daemon --endpoint {daemon.endpoint} --gif {gif} --iterations 4 --warm-iterations 5000",
+    )
+    proc = start_interruptible(command)
+    wait_for_files(proc, out, "*.png")
+    time.sleep(1.0)  # into the second frame
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped early: 1/4 frames" in err
+    assert [p.name for p in out.iterdir()] == ["shot_0.png"]
+    with Image.open(gif) as done:
+        assert done.n_frames == 1 and done.size == (64, 48)
+    # the daemon cancelled the job and keeps the frame it finished
+    job = [j for j in client.jobs() if j.get("n_frames") == 4][-1]  # the latest
+    assert (job["state"], job["frames"]) == ("cancelled", 1)
