@@ -7,7 +7,6 @@ the shallow layers, so a frame takes a fraction of a second on the 2-core machin
 
 from __future__ import annotations
 
-import signal
 import time
 
 import numpy as np
@@ -21,8 +20,7 @@ from impasto.shared.rawimage import RawImage
 from impasto.shared.sequence import MAX_SEQUENCE_FRAMES
 from tests.daemon_fixture import local_dealer, spawn_daemon
 from tests.sequence_data import make_sequence
-from tests.test_cli import start_interruptible, wait_for_files
-from tests.test_sequence import cli_command
+from tests.test_sequence import interrupt_in_the_second_frame
 
 SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
 QUICK = {"size": None, "iterations": 6, "frames": 0, "scales": 1, **SHALLOW}
@@ -128,14 +126,17 @@ def test_attach_from_another_client_replays_the_finished_frames(daemon, frames, 
         second.close()
 
 
-def test_kill_9_mid_sequence_resumes_after_the_finished_frames(tmp_path, frames, style):
+@pytest.mark.parametrize("how", ["kill", "stop"])  # SIGKILL, SIGTERM
+def test_a_daemon_killed_mid_sequence_resumes_after_the_finished_frames(
+    tmp_path, frames, style, how
+):
     old = spawn_daemon(tmp_path)
     client = old.client(timeout=60.0)  # the model loads first
     job = client.submit_sequence(frames[:5], [style], {**QUICK, "iterations": 30})
     before = of(FrameDone, collect(client, job, until=FrameDone))
     before += of(FrameDone, collect(client, job, until=FrameDone))
     client.close()
-    old.kill()
+    getattr(old, how)()
     finished = len(before)  # at least these two are stored (stored before sent)
 
     new = spawn_daemon(tmp_path, "--no-warmup", endpoint=old.endpoint, env=old.env)
@@ -211,21 +212,9 @@ def test_cli_on_a_daemon_writes_frames_as_they_come_and_ctrl_c_keeps_them(
         names.append(tmp_path / f"shot_{t}.png")
         frame.to_pil().save(names[-1])
     out, gif = tmp_path / "out", tmp_path / "done.gif"
-    # --warm-iterations 5000: the second frame runs until interrupted.
-    command = cli_command(
-        [*names, starry_night, "-o", out],
-        f"--daemon --endpoint {daemon.endpoint} --gif {gif} --iterations 4 --warm-iterations 5000",
-    )
-    proc = start_interruptible(command)
-    wait_for_files(proc, out, "*.png")
-    time.sleep(1.0)  # into the second frame
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "stopped early: 1/4 frames" in err
+    flags = f"--daemon --endpoint {daemon.endpoint}"
+    interrupt_in_the_second_frame([*names, starry_night, "-o", out], out, gif, flags)
     assert [p.name for p in out.iterdir()] == ["shot_0.png"]
-    with Image.open(gif) as done:
-        assert done.n_frames == 1 and done.size == (64, 48)
     # the daemon cancelled the job and keeps the frame it finished
     job = [j for j in client.jobs() if j.get("n_frames") == 4][-1]  # the latest
     assert (job["state"], job["frames"]) == ("cancelled", 1)
