@@ -119,7 +119,8 @@ def _add_stylize_sequence(sub) -> None:
               impasto stylize-sequence frames/*.png --style a.jpg --style b.jpg \\
                   --style-blend 0.7 0.3 -o out/ --gif out.gif
 
-            Frames are written as they finish; Ctrl-C keeps the finished ones.
+            Frames are written as they finish; Ctrl-C keeps the finished ones. Runs on
+            the daemon when one answers (--daemon: it must; --local: in this process).
             """),
         epilog=EPILOG,
     )
@@ -136,8 +137,7 @@ def _add_stylize_sequence(sub) -> None:
         help="folder for the frames, or a .gif (default: stylized-frames)",
     )
     p.add_argument("--gif", metavar="OUT.gif", help="also write the frames as an animated GIF")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_engine_arguments(p)
+    _add_run_arguments(p)
     add_sequence_arguments(p)
     p.set_defaults(handler="impasto.cli.sequence:run")
 

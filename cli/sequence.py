@@ -2,18 +2,21 @@
 
 Frames come from image files or one animated GIF and go to a folder of PNGs (written as
 each frame finishes, so an interrupted run keeps every finished frame) and/or a GIF with
-the source's timing. Runs in this process (the daemon's sequence job is separate work).
+the source's timing. Runs on a daemon when one answers (or ``--daemon``: it must), else
+in this process (``--local``), as ``impasto stylize`` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 
+from impasto.cli.backends import InOrder, choose_backend
 from impasto.cli.options_args import options_from_args
 from impasto.cli.progress import ProgressBar
+from impasto.cli.stylize import mode_from_args
+from impasto.plugin.client import FrameDone, Progress
 from impasto.plugin.hostjob import format_eta
 from impasto.shared.animation import FrameSource, is_animation_file, write_animation
 from impasto.shared.errors import BAD_OPTIONS, ImpastoError
@@ -82,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         sequence,
         gif=Path(args.gif) if args.gif else None,
         quiet=args.quiet,
+        mode=mode_from_args(args),
+        endpoint=args.endpoint,
     )
 
 
@@ -93,73 +98,47 @@ def stylize_sequence_files(
     sequence: SequenceOptions,
     gif: Path | None = None,
     quiet: bool = False,
+    mode: str = "auto",
+    endpoint: str | None = None,
 ) -> int:
     """The whole command; returns the exit code (130 when interrupted, frames kept)."""
-    from impasto.daemon.engine import CancelToken, Engine
-    from impasto.daemon.engine.sequence import stylise_sequence
-
     if is_animation_file(output):  # -o anim.gif: only the animation
         gif, folder = output, None
     else:
         folder = output
         folder.mkdir(parents=True, exist_ok=True)
-    style_arrays = [load_image(s).to_numpy() for s in styles]
-    options.blend_weights(len(style_arrays))
+    style_images = [load_image(s) for s in styles]
+    options.blend_weights(len(style_images))
     names, count = source.names(), len(source)
     done: list[RawImage] = []
     written: list[Path] = []
-    cancel = CancelToken()
-    outcome: dict = {}
     bar = [ProgressBar(quiet=quiet)]
+    backend = choose_backend(mode, endpoint, bar[0].message)
 
-    def on_progress(index: int, p) -> None:
+    def on_progress(p: Progress) -> None:
         bar[0].update(p.iteration, p.total, p.losses, p.eta, p.scale, p.n_scales)
 
-    def work() -> None:
-        try:
-            frames = (frame.to_numpy() for frame in source)
-            for item in stylise_sequence(
-                Engine(), frames, style_arrays, options, sequence, on_progress, cancel
-            ):
-                image = RawImage.from_numpy(item.result.image)
-                done.append(image)
-                if folder is not None:
-                    written.append(save_image(image, folder / f"{names[item.index]}.png"))
-                bar[0].message(
-                    f"frame {item.index + 1}/{count}: {item.result.iterations} iterations "
-                    f"in {format_eta(item.result.elapsed)}"
-                    + (f", {item.reliable:.0%} of pixels followed" if item.warm else "")
-                )
-                bar[0] = ProgressBar(quiet=quiet)
-        except BaseException as exc:  # handed to the main thread below
-            outcome["error"] = exc
-        finally:
-            finished.set()
+    def on_frame(frame: FrameDone) -> None:
+        done.append(frame.image)
+        if folder is not None:
+            written.append(save_image(frame.image, folder / f"{names[frame.index]}.png"))
+        bar[0].message(
+            f"frame {frame.index + 1}/{count}: {frame.iterations} iterations "
+            f"in {format_eta(frame.elapsed)}" + (" (warm start)" if frame.warm else "")
+        )
+        bar[0] = ProgressBar(quiet=quiet)
 
-    finished = threading.Event()
-    interrupted = False
-    worker = threading.Thread(target=work, name="impasto-sequence", daemon=True)
-    worker.start()
-    # Wait on an Event, not Thread.join: a Ctrl-C inside join() can leave the thread
-    # looking finished while it still runs.
     try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-        cancel.cancel()
-        while not finished.wait(0.2):
-            pass
-    # Let the thread end before the interpreter does: exiting while it still unwinds
-    # aborted the process ("terminate called without an active exception").
-    worker.join()
-    bar[0].close()
-    if gif is not None and done:
-        written.append(write_animation(gif, done, source.durations()))
-    if "error" in outcome and not (interrupted and done):
-        raise outcome["error"]
+        backend.run_sequence(
+            InOrder(source), style_images, options, sequence, on_progress, on_frame
+        )
+    finally:
+        bar[0].close()
+        backend.close()
+        if gif is not None and done:
+            written.append(write_animation(gif, done, source.durations()))
     if not quiet:
         where = folder if folder is not None else gif
-        verdict = "stopped early" if interrupted else "done"
+        verdict = "stopped early" if backend.interrupted else "done"
         print(f"{verdict}: {len(done)}/{count} frames; wrote {where}", file=sys.stderr)
-    return 130 if interrupted else 0
+    return 130 if backend.interrupted else 0

@@ -75,13 +75,28 @@ class FrameSource:
             for path in self.paths:
                 yield load_image(path)
             return
-        import numpy as np
         from PIL import Image, ImageSequence
 
         with Image.open(self.paths[0]) as img:
             for frame in ImageSequence.Iterator(img):
-                rgb = frame.convert("RGBA" if _has_alpha(frame) else "RGB")
-                yield RawImage.from_numpy(np.asarray(rgb))
+                yield _picture(frame)
+
+    def __getitem__(self, index: int) -> RawImage:
+        """One frame on its own (an animated file is opened and seeked each time)."""
+        if not self.animated:
+            return load_image(self.paths[index])
+        from PIL import Image
+
+        with Image.open(self.paths[0]) as img:
+            img.seek(range(len(self))[index])
+            return _picture(img)
+
+
+def _picture(frame) -> RawImage:
+    import numpy as np
+
+    rgb = frame.convert("RGBA" if _has_alpha(frame) else "RGB")
+    return RawImage.from_numpy(np.asarray(rgb))
 
 
 def _has_alpha(frame) -> bool:

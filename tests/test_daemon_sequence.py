@@ -20,6 +20,7 @@ from impasto.shared.rawimage import RawImage
 from impasto.shared.sequence import MAX_SEQUENCE_FRAMES
 from tests.daemon_fixture import local_dealer, spawn_daemon
 from tests.sequence_data import make_sequence
+from tests.test_sequence import interrupt_in_the_second_frame
 
 SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
 QUICK = {"size": None, "iterations": 6, "frames": 0, "scales": 1, **SHALLOW}
@@ -125,14 +126,17 @@ def test_attach_from_another_client_replays_the_finished_frames(daemon, frames, 
         second.close()
 
 
-def test_kill_9_mid_sequence_resumes_after_the_finished_frames(tmp_path, frames, style):
+@pytest.mark.parametrize("how", ["kill", "stop"])  # SIGKILL, SIGTERM
+def test_a_daemon_killed_mid_sequence_resumes_after_the_finished_frames(
+    tmp_path, frames, style, how
+):
     old = spawn_daemon(tmp_path)
     client = old.client(timeout=60.0)  # the model loads first
     job = client.submit_sequence(frames[:5], [style], {**QUICK, "iterations": 30})
     before = of(FrameDone, collect(client, job, until=FrameDone))
     before += of(FrameDone, collect(client, job, until=FrameDone))
     client.close()
-    old.kill()
+    getattr(old, how)()
     finished = len(before)  # at least these two are stored (stored before sent)
 
     new = spawn_daemon(tmp_path, "--no-warmup", endpoint=old.endpoint, env=old.env)
@@ -198,3 +202,19 @@ def test_bad_sequence_submits_are_refused_before_anything_runs(daemon, client, f
     assert info.value.code == errors.BAD_IMAGE and "frame 1 is 64x50" in str(info.value)
     assert client.status()["uploads"] == 0
     assert all(j["state"] in ("done", "cancelled", "failed") for j in client.jobs())
+
+
+def test_cli_on_a_daemon_writes_frames_as_they_come_and_ctrl_c_keeps_them(
+    tmp_path, daemon, client, frames, starry_night
+):
+    names = []
+    for t, frame in enumerate(frames[:4]):
+        names.append(tmp_path / f"shot_{t}.png")
+        frame.to_pil().save(names[-1])
+    out, gif = tmp_path / "out", tmp_path / "done.gif"
+    flags = f"--daemon --endpoint {daemon.endpoint}"
+    interrupt_in_the_second_frame([*names, starry_night, "-o", out], out, gif, flags)
+    assert [p.name for p in out.iterdir()] == ["shot_0.png"]
+    # the daemon cancelled the job and keeps the frame it finished
+    job = [j for j in client.jobs() if j.get("n_frames") == 4][-1]  # the latest
+    assert (job["state"], job["frames"]) == ("cancelled", 1)
