@@ -195,7 +195,7 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=150)
     ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)
