@@ -185,7 +185,8 @@ class JobOptions:
                 )
 
 
-def _int(opts: JobOptions, name: str, low: int, high: int, optional: bool = False) -> None:
+# _int and _float check one field of any options dataclass (SequenceOptions uses them too).
+def _int(opts: object, name: str, low: int, high: int, optional: bool = False) -> None:
     value = getattr(opts, name)
     if value is None and optional:
         return
@@ -204,7 +205,7 @@ def _number(name: str, value: Any) -> float:
 
 
 def _float(
-    opts: JobOptions,
+    opts: object,
     name: str,
     optional: bool = False,
     positive: bool = False,
