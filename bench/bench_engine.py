@@ -411,7 +411,7 @@ def section(name: str, out: Path, reuse: Path | None, skip: set[str], run):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few iterations, for trying it out")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--skip", default="", help="comma list of: periter,ttq,memory")

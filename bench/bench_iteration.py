@@ -52,7 +52,7 @@ def timed(fn, repeat: int) -> float:
 
 def measure(size: int, dtype: torch.dtype, fmt: torch.memory_format, repeat: int) -> dict:
     model = load_extractor("vgg19", "original", "avg", available_layers("vgg19")["conv5_1"])
-    model = model.to(dtype=dtype, memory_format=fmt)
+    model = model.to(dtype=dtype).to(memory_format=fmt)
     prep = model.preprocessing
     h, w = size * 3 // 4, size
     content = prep.to_input(picture("tubingen.jpg", h, w))
@@ -93,7 +93,7 @@ def measure(size: int, dtype: torch.dtype, fmt: torch.memory_format, repeat: int
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()

@@ -57,7 +57,11 @@ def child(
     engine = Engine(memory_budget=budget_mb * 1024**2)
     try:
         result = engine.run(content, [style], opts, on_progress=on_progress)
-        out = {"memory": result.memory, "elapsed": result.elapsed, "precision": result.precision}
+        out: dict[str, object] = {
+            "memory": result.memory,
+            "elapsed": result.elapsed,
+            "precision": result.precision,
+        }
         # the first finest-scale iteration also builds that scale's targets
         out["per_iteration"] = min(times[1:] or times or [float("nan")])
         out["stop"] = result.stop_reason
@@ -68,7 +72,7 @@ def child(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--budget-mb", type=int, default=3072)

@@ -212,7 +212,7 @@ def report(out_dir: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512])
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)

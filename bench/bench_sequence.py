@@ -66,7 +66,9 @@ def side_by_side(left, right, path: Path, scale: int = 2) -> None:
     for a, b in zip(left, right, strict=True):
         both = np.concatenate([a[..., :3], np.ones_like(a[:, :4, :3]), b[..., :3]], axis=1)
         img = Image.fromarray(np.round(both * 255).astype(np.uint8))
-        pictures.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
+        pictures.append(
+            img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=150, loop=0)
 
@@ -83,7 +85,7 @@ def write_section(table: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=96, help="frame width (height is 3/4)")
     ap.add_argument("--frames", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=60, help="first frame's budget")

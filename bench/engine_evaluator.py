@@ -27,7 +27,7 @@ CONTENT_WEIGHT, STYLE_WEIGHT = 0.01, 10.0
 
 def _pil_rgb(path_or_img, size: tuple[int, int]) -> torch.Tensor:
     img = path_or_img if isinstance(path_or_img, Image.Image) else Image.open(path_or_img)
-    img = img.convert("RGB").resize(size, Image.BILINEAR)
+    img = img.convert("RGB").resize(size, Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 

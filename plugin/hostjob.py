@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -178,7 +178,7 @@ def style_display_name(style: str | PurePath) -> str:
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".kra", ".xcf"}
 
 
-def styles_label(styles: list[str | PurePath] | str) -> str:
+def styles_label(styles: Sequence[str | PurePath] | str) -> str:
     """One run's style name from its style files or layers: "starry_night + wave"."""
     names = [styles] if isinstance(styles, str | PurePath) else list(styles)
     return " + ".join(style_display_name(s) for s in names) or "style"

@@ -125,8 +125,8 @@ def check(dest: Path | None = None, python: list[str] | None = None) -> list[str
     problems += check_vendored(target)
     if not problems and python:
         problems += check_runtime_deps(target, python)
-    elif not problems and found is not None and found.wheels_target() is not None:
-        tag = found.wheels_target().tag
+    elif not problems and found is not None and (bundle := found.wheels_target()) is not None:
+        tag = bundle.tag
         if tag not in binary_deps.bundled_tags(str(target)):
             problems.append(f"no wheels for {found.describe()} ({tag})")
     return problems

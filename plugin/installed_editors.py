@@ -282,8 +282,8 @@ def gimp_python_for(program: Path) -> list[str] | None:
     the first python3 on GIMP's PATH, and only one with GIMP's GObject bindings can
     run a plug-in, so the candidates are tried with that import."""
     candidates = [program.resolve().parent / "python3", Path("/usr/bin/python3")]
-    if shutil.which("python3"):
-        candidates.append(Path(shutil.which("python3")))
+    if on_path := shutil.which("python3"):
+        candidates.append(Path(on_path))
     for candidate in candidates:
         if not candidate.is_file():
             continue

@@ -234,6 +234,7 @@ def provide_runtime_deps(
     cannot run), wheels for ``target``. Returns the problems left."""
     if python:
         return ensure_runtime_deps(dest_dir, python, wheelhouse)
+    assert target is not None, "installed_editors.wheels_plan gives a target when python is None"
     try:
         vendor_wheels(dest_dir, target, wheelhouse)
     except ImpastoError as exc:

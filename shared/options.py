@@ -25,8 +25,8 @@ DEFAULT_STYLE_WEIGHT = 10.0
 # default objective, which the bench uses for both tools, is 0.01).
 DEFAULT_CONTENT_WEIGHT = 0.05
 DEFAULT_TV_WEIGHT = 2.0
-DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-DEFAULT_CONTENT_LAYERS = ("conv4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
 
 # Hard ceilings, independent of what a client asks for.
 MAX_SIZE = 8192
@@ -185,7 +185,8 @@ class JobOptions:
                 )
 
 
-def _int(opts: JobOptions, name: str, low: int, high: int, optional: bool = False) -> None:
+# _int and _float check one field of any options dataclass (SequenceOptions uses them too).
+def _int(opts: object, name: str, low: int, high: int, optional: bool = False) -> None:
     value = getattr(opts, name)
     if value is None and optional:
         return
@@ -204,7 +205,7 @@ def _number(name: str, value: Any) -> float:
 
 
 def _float(
-    opts: JobOptions,
+    opts: object,
     name: str,
     optional: bool = False,
     positive: bool = False,

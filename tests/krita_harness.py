@@ -50,14 +50,17 @@ class KritaHome:
     """A HOME with the plug-in installed and enabled, reusable across Krita runs.
 
     ``install=False`` leaves the Impasto plug-in out (the zip import test puts it in
-    through Krita's own importer); ``chroot`` runs the Krita of that root.
+    through Krita's own importer); ``chroot`` runs the Krita of that root, with the HOME
+    made in its /tmp (``root`` is then None).
     """
 
-    def __init__(self, root: Path, chroot: Path | None = None, install: bool = True):
+    def __init__(self, root: Path | None, chroot: Path | None = None, install: bool = True):
         self.chroot = Path(chroot) if chroot else None
         if self.chroot is not None:  # the HOME must be inside the root Krita sees as /
             give_token_to_chroot(self.chroot)
             root = Path(tempfile.mkdtemp(prefix="impasto-krita-home-", dir=self.chroot / "tmp"))
+        elif root is None:
+            raise TypeError("KritaHome needs a root folder when Krita runs outside a chroot")
         self.root = Path(root)
         self.config = self.root / ".config"
         self.data = self.root / ".local" / "share"
@@ -228,7 +231,7 @@ def write_png(src: Path, dest: Path, width: int, alpha_hole: bool = False) -> Pa
     from PIL import Image
 
     img = Image.open(src).convert("RGBA")
-    img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
+    img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
     if alpha_hole:
         hole = Image.new("RGBA", (width // 4, width // 4), (0, 0, 0, 0))
         img.paste(hole, (0, 0))

@@ -89,7 +89,7 @@ class Kra:
                 offset = key.find(f"{KEYFRAMES_NS}offset")
                 dx = int(float(offset.get("x", "0"))) if offset is not None else 0
                 dy = int(float(offset.get("y", "0"))) if offset is not None else 0
-                keys[int(key.get("time"))] = (key.get("frame"), dx, dy)
+                keys[int(_attr(key, "time"))] = (_attr(key, "frame"), dx, dy)
         return keys
 
     def frame_pixels(self, node: KraNode, time: int) -> np.ndarray:
@@ -108,26 +108,36 @@ class Kra:
         with zipfile.ZipFile(self.path) as zf:
             root = ET.fromstring(zf.read("maindoc.xml"))
         rng = root.find(f"{NS}IMAGE/{NS}animation/{NS}range")
-        return None if rng is None else (int(rng.get("from")), int(rng.get("to")))
+        return None if rng is None else (int(_attr(rng, "from")), int(_attr(rng, "to")))
 
 
 def read_kra(path: Path) -> Kra:
     with zipfile.ZipFile(path) as zf:
         root = ET.fromstring(zf.read("maindoc.xml"))
     image = root.find(f"{NS}IMAGE")
+    if image is None:
+        raise ValueError(f"{path}: maindoc.xml has no IMAGE element")
     tree = KraNode("root", "root", "", 0, 0, image.get("colorspacename", ""))
     tree.children = _layers(image.find(f"{NS}layers"))
     return Kra(
         Path(path),
-        int(image.get("width")),
-        int(image.get("height")),
-        image.get("name"),
+        int(_attr(image, "width")),
+        int(_attr(image, "height")),
+        _attr(image, "name"),
         image.get("colorspacename", ""),
         tree,
     )
 
 
-def _layers(element) -> list[KraNode]:
+def _attr(element: ET.Element, name: str) -> str:
+    """An attribute Krita always writes: without it the file is broken, so say which."""
+    value = element.get(name)
+    if value is None:
+        raise ValueError(f"<{element.tag}> has no {name!r} attribute")
+    return value
+
+
+def _layers(element: ET.Element | None) -> list[KraNode]:
     if element is None:
         return []
     nodes = []

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 import pykrita
 from krita import Extension, Krita, Selection
@@ -356,7 +357,7 @@ def _probe(facts):
 
 def _main():
     out_dir = os.path.dirname(SPEC)
-    facts = {"ok": False}
+    facts: dict[str, Any] = {"ok": False}
     # a crash inside Krita leaves the Python stack of every thread here
     crash_log = open(os.path.join(out_dir, "crash.log"), "w")  # noqa: SIM115 (open till exit)
     faulthandler.enable(crash_log)

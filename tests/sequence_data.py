@@ -40,6 +40,13 @@ class Sequence:
     # reliable[t] for t >= 1: (H, W) bool, true where frame t-1 shows the same point.
     reliable: list[np.ndarray | None]
 
+    def motion(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(true backward flow, reliable mask) of frame ``t`` >= 1."""
+        flow, reliable = self.flows[t], self.reliable[t]
+        if flow is None or reliable is None:
+            raise IndexError(f"frame {t} has no previous frame, so no motion")
+        return flow, reliable
+
 
 def _load(name: str, width: int) -> np.ndarray:
     img = Image.open(IMAGES / name).convert("RGB")
@@ -82,7 +89,9 @@ def make_sequence(n: int = 5, width: int = 96, height: int = 72) -> Sequence:
     frames, flows, reliable = [], [], []
     for t in range(n):
         s = background_source(t)
-        frame = cv2.remap(src, s[..., 0], s[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REFLECT)
+        frame = cv2.remap(
+            src, s[..., 0], s[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         q = object_centre(t)
         d = np.linalg.norm(pix - q, axis=-1)
         inside = d < radius
@@ -122,8 +131,9 @@ def instability(stylised: list[np.ndarray], seq: Sequence) -> float:
     """
     diffs = []
     for t in range(1, len(stylised)):
-        warped = warp(stylised[t - 1][..., :3], seq.flows[t])
-        diff = np.abs(stylised[t][..., :3] - np.clip(warped, 0, 1))[seq.reliable[t]]
+        flow, reliable = seq.motion(t)
+        warped = warp(stylised[t - 1][..., :3], flow)
+        diff = np.abs(stylised[t][..., :3] - np.clip(warped, 0, 1))[reliable]
         diffs.append(diff.mean())
     return float(np.mean(diffs) * 255.0)
 
@@ -135,6 +145,6 @@ if __name__ == "__main__":
     for t, frame in enumerate(seq.frames):
         Image.fromarray(np.round(frame * 255).astype(np.uint8)).save(out / f"frame_{t:02d}.png")
         if t:
-            mask = seq.reliable[t].astype(np.uint8) * 255
+            mask = seq.motion(t)[1].astype(np.uint8) * 255
             Image.fromarray(mask).save(out / f"reliable_{t:02d}.png")
     print(f"wrote {len(seq.frames)} frames to {out}")

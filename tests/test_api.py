@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_paths_in_frames_out(tubingen, starry_night):
     frames = nst.fit_style_transfer(epochs=2, steps_per_epoch=2, show_image=True)
     assert len(frames) == 2 and all(isinstance(f, Image.Image) for f in frames)
     assert frames[-1].size == (64, 48) and frames[-1].mode == "RGB"
-    assert nst.result.iterations == 4
+    assert nst.result is not None and nst.result.iterations == 4
     assert all(f.size == frames[-1].size for f in frames)  # one size: ready for a GIF
 
 
@@ -49,7 +50,7 @@ def test_pil_and_array_inputs_blend_and_weights(tubingen, starry_night, grace_ho
         optimizer="adam",
     )
     assert len(frames) == 1 and frames[0].size == (48, 36)
-    assert nst.result.losses["tv"] == 0.0
+    assert nst.result is not None and nst.result.losses["tv"] == 0.0
 
 
 def test_rgba_content_keeps_alpha(tubingen, starry_night):
@@ -76,7 +77,12 @@ def test_bad_arguments_are_named(tubingen, starry_night, tmp_path):
         NeuralStyleTransfer(style_image=starry_night, content_image=tubingen, sharpness=3)
     assert err.value.code == BAD_OPTIONS
     nst = NeuralStyleTransfer(style_image=starry_night, content_image=tubingen, size=64)
-    for kwargs in ({"epochs": 0}, {"style_weight": float("nan")}, {"steps_per_epoch": 1.5}):
+    bad: list[dict[str, Any]] = [  # wrong on purpose: fit_style_transfer must say so
+        {"epochs": 0},
+        {"style_weight": float("nan")},
+        {"steps_per_epoch": 1.5},
+    ]
+    for kwargs in bad:
         with pytest.raises(ImpastoError) as err:
             nst.fit_style_transfer(**kwargs)
         assert err.value.code == BAD_OPTIONS

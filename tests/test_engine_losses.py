@@ -60,6 +60,7 @@ def test_style_gradient_matches_the_papers_formula(rng):
     fm = f.reshape(c, m)
     # L = Σ(G−A)²/c⁴ with G = F Fᵀ/m  =>  dL/dF = 4 (G−A) F / (m c⁴)
     expected = 4.0 * (np_gram(f) - a) @ fm / (m * c**4)
+    assert ft.grad is not None
     np.testing.assert_allclose(ft.grad.numpy().reshape(c, m), expected, rtol=1e-10)
 
 
@@ -67,6 +68,7 @@ def test_content_gradient_matches_numpy(rng):
     f, p = rng.standard_normal((2, 1, 3, 2, 2))
     ft = torch.from_numpy(f).requires_grad_()
     losses.content_loss(ft, torch.from_numpy(p)).backward()
+    assert ft.grad is not None
     np.testing.assert_allclose(ft.grad.numpy(), 2 * (f - p) / f.size, rtol=1e-12)
 
 
@@ -85,13 +87,13 @@ def test_blended_targets_give_the_same_loss_as_separate_styles(rng):
     ]
     blend = [0.5, 0.3, 0.2]
     g = losses.gram(f)
-    separate = sum(
-        w * losses.style_layer_loss(g, t["l"]) for w, t in zip(blend, per_style, strict=True)
+    separate = float(
+        sum(w * losses.style_layer_loss(g, t["l"]) for w, t in zip(blend, per_style, strict=True))
     )
     mean = losses.blended_style_targets(per_style, blend)
     offset = losses.style_constant(per_style, blend, mean, {"l": 1.0})
     combined = losses.style_layer_loss(g, mean["l"]).item() + offset
-    assert combined == pytest.approx(separate.item(), rel=1e-9)
+    assert combined == pytest.approx(separate, rel=1e-9)
 
 
 def test_match_colors_gives_the_contents_mean_and_covariance(rng):

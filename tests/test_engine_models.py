@@ -94,13 +94,17 @@ def test_torchvision_layout_state_dict_from_a_path(tmp_path, vgg):
     path = tmp_path / "mine.pth"
     torch.save(state, path)
     ext = weights.load_extractor("vgg16", str(path), "max", upto)
-    assert torch.equal(ext.body[0].weight, state["features.0.weight"])
+    conv = ext.body[0]
+    assert isinstance(conv, torch.nn.Conv2d)
+    assert torch.equal(conv.weight, state["features.0.weight"])
     assert ext.preprocessing is models.TORCHVISION
     hub = tmp_path / "torch-home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.save(state, hub / "vgg16-397923af.pth")
     ext2 = weights.load_extractor("vgg16", "torchvision", "max", upto)
-    assert torch.equal(ext2.body[2].weight, state["features.2.weight"])
+    conv2 = ext2.body[2]
+    assert isinstance(conv2, torch.nn.Conv2d)
+    assert torch.equal(conv2.weight, state["features.2.weight"])
 
 
 def test_bad_weight_files_give_clear_errors(tmp_path):

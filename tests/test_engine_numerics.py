@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,10 @@ from impasto.daemon.engine.optimize import optimise_scale
 from impasto.daemon.engine.weights import load_extractor
 from impasto.shared.options import JobOptions
 
-SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
+SHALLOW: dict[str, Any] = {
+    "style_layers": ["conv1_1", "conv2_1", "conv3_1"],
+    "content_layers": ["conv2_2"],
+}
 
 
 def load(path, size) -> np.ndarray:

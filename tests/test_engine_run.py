@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,11 +47,16 @@ def style2(images_dir):
 
 # Most tests stop at conv3_1, a third of the full network's cost; the first two run the
 # paper's layers up to conv5_1.
-SHALLOW = {"style_layers": ["conv1_1", "conv2_1", "conv3_1"], "content_layers": ["conv2_2"]}
+SHALLOW: dict[str, Any] = {
+    "style_layers": ["conv1_1", "conv2_1", "conv3_1"],
+    "content_layers": ["conv2_2"],
+}
 
 
 def opts(deep: bool = False, **kw) -> JobOptions:
-    base = dict(size=64, iterations=6, frames=0, seed=1, **({} if deep else SHALLOW))
+    base: dict[str, Any] = dict(
+        size=64, iterations=6, frames=0, seed=1, **({} if deep else SHALLOW)
+    )
     base.update(kw)
     return JobOptions(**base)
 
@@ -71,7 +77,7 @@ def test_stylises_and_lowers_the_loss(engine, content, style):
 
 
 def load_resized(arr, w, h):
-    img = Image.fromarray((arr * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    img = Image.fromarray((arr * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.float32) / 255
 
 
@@ -91,7 +97,7 @@ def test_progress_fields_frames_and_eta(engine, content, style):
     assert n_scales >= 2 and [p.scale for p in seen][-1] == n_scales
     assert sorted({p.scale for p in seen}) == list(range(1, n_scales + 1))
     for p in framed:
-        assert p.image.shape == (p.height, p.width, 3)
+        assert p.image is not None and p.image.shape == (p.height, p.width, 3)
     assert (seen[-1].width, seen[-1].height) == (64, 48)
     assert seen[0].width < 64  # coarse first
     assert all(p.eta is not None and p.eta >= 0 for p in seen) and seen[-1].eta == 0
@@ -109,7 +115,7 @@ def test_progress_every_and_frame_size(engine, content, style):
     )
     assert [p.iteration for p in seen] == [3, 4, 6]
     assert [p.image is not None for p in seen] == [True, False, True]
-    assert seen[0].image.shape == (24, 32, 3)
+    assert seen[0].image is not None and seen[0].image.shape == (24, 32, 3)
 
 
 def test_alpha_is_kept_and_reapplied(engine, content, style):

@@ -79,6 +79,7 @@ def test_tiled_loss_and_gradient_equal_the_whole_pictures(vgg, content, style, i
     grad_tiled, losses_tiled = tiled.value_and_grad(x)
     for term in ("content", "style", "tv", "total"):
         assert losses_tiled[term] == pytest.approx(losses_whole[term], rel=1e-4), term
+    assert grad_tiled is not None and grad_whole is not None  # nothing interrupts them
     err = (grad_tiled - grad_whole).abs().max() / grad_whole.abs().max()
     assert err < 1e-4, f"tiled gradient differs from the whole picture's by {err:.2e}"
 
@@ -124,7 +125,9 @@ def test_a_job_over_the_budget_is_refused_before_it_starts_with_a_size_that_fits
     assert info.value.code == TOO_LARGE_FOR_DEVICE
     message = str(info.value)
     assert "1.5 GB" in message
-    suggested = int(re.search(r"ask for (\d+) px", message)[1])
+    asked = re.search(r"ask for (\d+) px", message)
+    assert asked, message
+    suggested = int(asked[1])
     assert 256 <= suggested < 4096
     # the suggested size is planned within the budget; 256 px more is not
     plan = engine.preflight(150, 200, JobOptions(size=suggested, iterations=1))

@@ -54,6 +54,7 @@ def test_killed_plugin_gets_its_job_cancelled(client, daemon, tubingen, starry_n
         text=True,
         start_new_session=True,  # GIMP kills the plug-in's process group
     )
+    assert plugin.stdout is not None  # stdout=PIPE
     watchdog_pid = int(plugin.stdout.readline())
     time.sleep(1.0)
     os.killpg(plugin.pid, signal.SIGKILL)

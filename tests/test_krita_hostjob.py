@@ -228,8 +228,8 @@ def test_unreachable_daemon_is_a_readable_error_not_a_hang(images):
     started = time.monotonic()
     assert job.pump() is False
     assert time.monotonic() - started < 3
-    assert job.error.code == errors.DAEMON_UNAVAILABLE
-    assert "impasto daemon start" in job.error_text
+    assert job.error is not None and job.error.code == errors.DAEMON_UNAVAILABLE
+    assert job.error_text is not None and "impasto daemon start" in job.error_text
     with pytest.raises(ImpastoError):
         job.run_blocking()
 

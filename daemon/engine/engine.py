@@ -132,7 +132,7 @@ class Engine:
                     return m
             model = load_extractor(extractor, weights, pooling, upto, self.weights)
             fmt = devices.memory_format(device)
-            model = model.to(device=device, dtype=dtype, memory_format=fmt)
+            model = model.to(memory_format=fmt).to(device=device, dtype=dtype)
             for *key, depth in [k for k in self._models if tuple(k[:-1]) == want]:
                 del self._models[(*key, depth)]  # a shallower copy of the same network
             self._models[(*want, upto)] = model
@@ -224,8 +224,8 @@ class Engine:
         )
         run.extra_terms = dict(extra_terms or {})
         image, stop = run.execute()
-        if run.eta.measured() is not None:
-            self._speeds[(str(device), dtype)] = run.eta.measured()
+        if (speed := run.eta.measured()) is not None:
+            self._speeds[(str(device), dtype)] = speed
         elapsed = time.perf_counter() - t0
         return StyleResult(
             image=image,
@@ -454,7 +454,8 @@ class _Run:
         if tile is None or max(x.shape[-2:]) <= tile:
             return style_targets(self._features(x, self.style_layers), self.style_layers)
         halo, align = tiling.halo(self.model, self.upto), tiling.alignment(self.model)
-        tiles = tiling.grid(*x.shape[-2:], tile, halo, align)
+        h, w = x.shape[-2:]
+        tiles = tiling.grid(h, w, tile, halo, align)
         return tiling.tiled_grams(self.model, x, self.style_layers, tiles, self.fmt)
 
     def _objective(self, h: int, w: int, content_rgb: torch.Tensor, tile: int | None):
@@ -490,7 +491,8 @@ class _Run:
         per_style = []
         need = self.min_side
         for style in self.styles:
-            sh, sw = imageops.fit_area(*style.shape[-2:], h * w * self.opts.style_scale**2)
+            sh, sw = style.shape[-2:]
+            sh, sw = imageops.fit_area(sh, sw, h * w * self.opts.style_scale**2)
             if sh * sw > self.engine.max_pixels:
                 sh, sw = imageops.fit_area(sh, sw, self.engine.max_pixels)
             sh, sw = max(sh, need), max(sw, need)
@@ -527,6 +529,7 @@ class _Run:
                 interrupted=lambda: self._stop_reason() is not None,
                 **terms,
             )
+        assert content_targets is not None  # computed above whenever there are no tiles
         return Objective(
             model=self.model,
             content_targets=content_targets if use_content else {},
@@ -643,4 +646,5 @@ class _Run:
                 stop = None
             if stop:
                 break
+        assert x is not None  # the plan has at least one scale
         return self._picture(x, out_h, out_w), stop

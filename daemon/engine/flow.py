@@ -13,8 +13,11 @@ Arrays here are NumPy, float32 (H, W, 3) in 0..1 for pictures and (H, W, 2) in p
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
+from cv2.typing import MatLike
 
 from impasto.shared.errors import BAD_OPTIONS, ImpastoError
 
@@ -37,7 +40,7 @@ def optical_flow(source: np.ndarray, target: np.ndarray, method: str = "dis") ->
     """Flow ``f`` with ``source(p) ≈ target(p + f(p))``: (H, W, 2) float32 pixels."""
     a, b = _gray(source), _gray(target)
     if method == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         # The medium preset stops at half resolution; going down to full resolution with
         # denser patches and more refinement cut the end-point error on the synthetic
         # pan (96x72, tests/sequence_data.py) from 0.50 to 0.14 px, and every tenth of a
@@ -48,7 +51,8 @@ def optical_flow(source: np.ndarray, target: np.ndarray, method: str = "dis") ->
         small = min(a.shape) < 256
         dis.setPatchSize(6 if small else 8)
         dis.setPatchStride(2 if small else 3)
-        flow = dis.calc(a, b, None)
+        # OpenCV allocates the output when given None; its stubs type ``flow`` as required.
+        flow = dis.calc(a, b, cast(MatLike, None))
     elif method == "farneback":
         flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     else:

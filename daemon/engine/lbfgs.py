@@ -32,8 +32,8 @@ class LBFGS:
         self._s: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
         self._rho: list[float] = []
-        self._prev_x: torch.Tensor | None = None
-        self._prev_g: torch.Tensor | None = None
+        # The previous step's (flattened image, gradient): the next curvature pair.
+        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
         """The quasi-Newton step −H·g from the stored curvature pairs."""
@@ -43,7 +43,8 @@ class LBFGS:
             reversed(self._s), reversed(self._y), reversed(self._rho), strict=True
         ):
             a = rho * torch.dot(s, q)
-            q.add_(y, alpha=-a)
+            # torch reads a tensor ``alpha`` with .item() anyway; float() says so.
+            q.add_(y, alpha=float(-a))
             alphas.append(a)
         s, y = self._s[-1], self._y[-1]
         q.mul_(torch.dot(s, y) / torch.dot(y, y))
@@ -51,22 +52,23 @@ class LBFGS:
             zip(self._s, self._y, self._rho, strict=True), reversed(alphas), strict=True
         ):
             b = rho * torch.dot(y, q)
-            q.add_(s, alpha=a - b)
+            q.add_(s, alpha=float(a - b))
         return q.neg_()
 
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """Given the image and its gradient, return the next image (a new tensor)."""
         xf, g = x.detach().reshape(-1), grad.detach().reshape(-1)
-        if self._prev_x is not None:
-            s, y = xf - self._prev_x, g - self._prev_g
+        if self._prev is not None:
+            prev_x, prev_g = self._prev
+            s, y = xf - prev_x, g - prev_g
             sy = torch.dot(s, y)
             if sy > 1e-10 * torch.dot(y, y).clamp_min(1e-30):  # keep H positive definite
                 if len(self._s) == self.history:
-                    self._s.pop(0), self._y.pop(0), self._rho.pop(0)
+                    del self._s[0], self._y[0], self._rho[0]
                 self._s.append(s)
                 self._y.append(y)
                 self._rho.append(float(1.0 / sy))
-        self._prev_x, self._prev_g = xf.clone(), g.clone()
+        self._prev = xf.clone(), g.clone()
         if self._s:
             d = self.direction(g) * self.lr
             longest = float(d.abs().max())

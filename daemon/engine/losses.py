@@ -53,10 +53,11 @@ def blended_style_targets(
     Minimising against the weighted mean Gram is therefore the same optimisation at the
     cost of one style term; ``style_constant`` restores the reported loss value.
     """
-    return {
-        layer: sum(w * t[layer] for w, t in zip(blend, per_style, strict=True))
-        for layer in per_style[0]
-    }
+    targets = {}
+    for layer in per_style[0]:
+        terms = [w * t[layer] for w, t in zip(blend, per_style, strict=True)]
+        targets[layer] = sum(terms[1:], terms[0])
+    return targets
 
 
 def style_constant(

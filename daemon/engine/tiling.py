@@ -222,7 +222,7 @@ class TiledObjective:
         self.strides = layer_strides(model, self.layers)
         self.content_targets = (
             tiled_features(model, content_input, self.content_layers, tiles, memory_format)
-            if self.content_layers
+            if content_input is not None and self.content_layers
             else [{} for _ in tiles]
         )
         self.content_counts = {

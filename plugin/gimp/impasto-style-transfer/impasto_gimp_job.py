@@ -72,6 +72,7 @@ def _run_job(job: HostJob) -> None:
     try:
         job.run_blocking(on_update=update)
     except ImpastoError:
+        assert job.error is not None and job.error_text is not None  # what run_blocking raises
         raise ImpastoError(job.error_text, job.error.code) from None
     finally:
         watchdog.stop(guard)
