@@ -11,29 +11,36 @@ backend (a Ray cluster, a pool of processes) implements the same few methods:
   is set too, for in-process backends); ``finished(job_id)`` frees its slot once its
   DONE/FAILED report was read;
 * ``busy()``, ``stop()`` (cancel what runs, end the workers), ``join(timeout)``, ``info()``
-  (``devices``, ``model_loaded``, ``engine_error`` for ``status``).
+  (``devices``, ``model_loaded``, ``engine_error`` for ``status``);
+* ``runs_sequences``: whether it takes sequence tasks (their frames are read lazily from
+  the daemon's own disk, so only a backend on the daemon's machine can).
 
 Reports, in order per task: STARTED, any PROGRESS ``(fields, frame|None)`` and CHECKPOINT
 ``(iteration, RawImage)``, then DONE ``(result fields, image)`` or FAILED ``(code,
 message)``. READY ``{"device", "error"}`` comes once per worker with job_id None.
+A sequence task reports FRAME ``(frame fields, image)`` as each frame finishes (no
+CHECKPOINT: a finished frame is its checkpoint), then DONE with the last frame of this
+run (None if it finished none) and ``frames`` in the fields.
 A ``Task`` holds everything a remote worker needs: plain data and RawImages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from impasto.daemon.engine.types import CancelToken
 from impasto.shared.options import JobOptions
 from impasto.shared.rawimage import RawImage
+from impasto.shared.sequence import SequenceOptions
 
-READY, STARTED, PROGRESS, CHECKPOINT, DONE, FAILED = (
+READY, STARTED, PROGRESS, CHECKPOINT, FRAME, DONE, FAILED = (
     "ready",
     "started",
     "progress",
     "checkpoint",
+    "frame",
     "done",
     "failed",
 )
@@ -52,9 +59,17 @@ class Task:
     frame_depth: int = 8
     start_iteration: int = 0  # > 0: resumed from a checkpoint taken at this iteration
     cancel: CancelToken = field(default_factory=CancelToken)
+    # A sequence: ``content`` is frame 0 and ``frames`` every content frame, read one at
+    # a time. Resumed after ``start_frame`` finished frames, the last being ``previous``.
+    sequence: SequenceOptions | None = None
+    frames: Sequence[RawImage] | None = None
+    start_frame: int = 0
+    previous: RawImage | None = None
 
 
 class Backend(Protocol):
+    runs_sequences: bool
+
     def start(self, report: Report) -> None: ...
     def free_slots(self) -> int: ...
     def submit(self, task: Task) -> str: ...

@@ -16,6 +16,7 @@ from typing import Any
 from impasto.daemon.engine.types import CancelToken
 from impasto.shared import protocol
 from impasto.shared.options import JobOptions
+from impasto.shared.sequence import SequenceOptions
 
 DEFAULT_RETENTION = 3600.0  # seconds a finished job's result stays attachable
 
@@ -50,6 +51,9 @@ class Job:
     error: tuple[str, str] | None = None  # (code, message)
     device: str = ""
     removed: bool = False  # cancelled while queued: skipped when its turn comes
+    n_frames: int = 0  # a sequence's content frames (0: a still image)
+    sequence: SequenceOptions | None = None
+    frames_done: int = 0  # a sequence's finished frames, stored in the journal
 
     @property
     def ended(self) -> bool:
@@ -68,6 +72,7 @@ class Job:
             "created": self.created,
             "device": self.device,
             "error": self.error[0] if self.error else None,
+            **({"frames": self.frames_done, "n_frames": self.n_frames} if self.n_frames else {}),
         }
 
 

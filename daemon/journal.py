@@ -6,8 +6,10 @@ per job beside the database, written with pwrite and fsync'd before the job is m
 queued), so an upload in progress holds no pixels in memory. Blobs were tried first:
 incremental blob I/O moved 1152 MiB in 159 s on the 2-core machine, 7 MB/s, against
 the disk's speed for plain files. A running job's best image so far is
-kept as a checkpoint, and results and failures stay until their retention ends. After a
-``kill -9`` the next daemon reads the journal back and finishes what was accepted.
+kept as a checkpoint, and results and failures stay until their retention ends. A
+sequence's finished frames go to files too (written and fsync'd before their row), so a
+restarted daemon carries on after the last one and an attach replays them from disk.
+After a ``kill -9`` the next daemon reads the journal back and finishes what was accepted.
 
 ``synchronous=NORMAL`` in WAL mode: a committed job survives the process dying at any
 point (what kill -9 and a crash do); only a power cut may lose the last commits.
@@ -16,6 +18,7 @@ Only the server's loop thread uses a Journal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from impasto.shared.rawimage import RawImage
 
@@ -54,7 +57,16 @@ CREATE TABLE IF NOT EXISTS images (
     file TEXT,                      -- inputs: the file name in the job's folder
     PRIMARY KEY (job_id, role, idx)
 );
+CREATE TABLE IF NOT EXISTS frames (  -- a sequence's finished frames, pixels in files
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    fields TEXT NOT NULL,           -- the frame message's fields (JSON)
+    width INTEGER NOT NULL, height INTEGER NOT NULL,
+    channels INTEGER NOT NULL, depth INTEGER NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
 """
+FRAMES_DIR = "frames"  # in a job's folder: a sequence's finished frames, kept with its result
 
 
 @dataclass
@@ -142,6 +154,31 @@ class Journal:
     def save_checkpoint(self, job_id: str, iteration: int, image: RawImage) -> None:
         self._put_image(job_id, "checkpoint", 0, image, iteration)
 
+    def save_frame(self, job_id: str, index: int, fields: dict, image: RawImage) -> None:
+        """A finished sequence frame: its file made durable first, then its row, so a row
+        always names a whole file."""
+        folder = self.files / job_id / FRAMES_DIR
+        folder.mkdir(exist_ok=True)
+        part = folder / f"{index}.part"
+        with open(part, "wb") as f:
+            f.write(memoryview(image.data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, folder / f"{index}.raw")
+        self.db.execute(
+            "INSERT OR REPLACE INTO frames "
+            "(job_id, idx, fields, width, height, channels, depth) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                index,
+                json.dumps(fields),
+                image.width,
+                image.height,
+                image.channels,
+                image.depth,
+            ),
+        )
+
     def save_result(self, job_id: str, state: str, fields: dict, image: RawImage) -> None:
         with self.db:
             self.db.execute("BEGIN")
@@ -153,7 +190,12 @@ class Journal:
             self.db.execute(
                 "DELETE FROM images WHERE job_id=? AND role IN ('input', 'checkpoint')", (job_id,)
             )
-        shutil.rmtree(self.files / job_id, ignore_errors=True)
+        folder = self.files / job_id
+        for entry in folder.iterdir() if folder.is_dir() else ():
+            if entry.name != FRAMES_DIR:  # a sequence's frames stay attachable
+                entry.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
     def save_failure(self, job_id: str, state: str, code: str, message: str) -> None:
         with self.db:
@@ -163,12 +205,14 @@ class Journal:
                 (state, time.time(), code, message, job_id),
             )
             self.db.execute("DELETE FROM images WHERE job_id=?", (job_id,))
+            self.db.execute("DELETE FROM frames WHERE job_id=?", (job_id,))
         shutil.rmtree(self.files / job_id, ignore_errors=True)
 
     def delete(self, job_id: str) -> None:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM images WHERE job_id=?", (job_id,))
+            self.db.execute("DELETE FROM frames WHERE job_id=?", (job_id,))
             self.db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
         shutil.rmtree(self.files / job_id, ignore_errors=True)
 
@@ -205,6 +249,30 @@ class Journal:
                 data = (self.files / job_id / name).read_bytes()
             out.append(RawImage(w, h, c, d, data))
         return out
+
+    def input_files(self, job_id: str) -> ImageFiles:
+        """The job's uploaded images, read only when indexed (a sequence's frames)."""
+        rows = self.db.execute(
+            "SELECT width, height, channels, depth, file FROM images "
+            "WHERE job_id=? AND role='input' ORDER BY idx",
+            (job_id,),
+        ).fetchall()
+        folder = self.files / job_id
+        return ImageFiles([(folder / name, (w, h, c, d)) for w, h, c, d, name in rows])
+
+    def frame_count(self, job_id: str) -> int:
+        """Finished frames of a sequence: always 0..count-1 (they finish in order)."""
+        row = self.db.execute("SELECT COUNT(*) FROM frames WHERE job_id=?", (job_id,)).fetchone()
+        return int(row[0])
+
+    def frame(self, job_id: str, index: int) -> tuple[dict[str, Any], RawImage]:
+        """A finished frame's message fields and pixels, read back from its file."""
+        fields, w, h, c, d = self.db.execute(
+            "SELECT fields, width, height, channels, depth FROM frames WHERE job_id=? AND idx=?",
+            (job_id, index),
+        ).fetchone()
+        data = (self.files / job_id / FRAMES_DIR / f"{index}.raw").read_bytes()
+        return json.loads(fields), RawImage(w, h, c, d, data)
 
     def checkpoint(self, job_id: str) -> tuple[int, RawImage] | None:
         row = self.db.execute(
@@ -251,3 +319,24 @@ class Journal:
     def max_serial(self) -> int:
         row = self.db.execute("SELECT MAX(serial) FROM jobs").fetchone()
         return int(row[0] or 0)
+
+
+class ImageFiles(Sequence[RawImage]):
+    """Images in files, each read when indexed and not kept: a worker thread walks a
+    long sequence with one frame in memory. Plain file reads, no database."""
+
+    def __init__(self, files: list[tuple[Path, tuple[int, int, int, int]]]):
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> RawImage: ...
+    @overload
+    def __getitem__(self, index: slice) -> ImageFiles: ...
+    def __getitem__(self, index: int | slice) -> RawImage | ImageFiles:
+        if isinstance(index, slice):
+            return ImageFiles(self._files[index])
+        path, (w, h, c, d) = self._files[index]
+        return RawImage(w, h, c, d, path.read_bytes())

@@ -28,9 +28,28 @@ class Limits:
     finished_kept: int = 10_000  # finished jobs remembered (oldest forgotten first)
 
     def check_submit(
-        self, jobs: int, jobs_total: int, nbytes: int, bytes_mine: int, bytes_total: int
+        self,
+        jobs: int,
+        jobs_total: int,
+        nbytes: int,
+        bytes_mine: int,
+        bytes_total: int,
+        what: str = "its images",
     ) -> None:
-        """Raise queue_full if one more job of ``nbytes`` would pass a cap."""
+        """Raise queue_full if one more job of ``nbytes`` would pass a cap; a job that
+        passes one on its own is told so (waiting would not help), with ``what`` saying
+        what its bytes are."""
+        for cap, what_cap, flag in (
+            (self.bytes_per_client, "queued MiB per client", "--max-queued-mb"),
+            (self.bytes_total, "queued MiB in all", "--max-queued-mb-total"),
+        ):
+            if nbytes > cap:
+                raise ImpastoError(
+                    f"this job is too large for the daemon: {what} take {nbytes / MiB:.0f} "
+                    f"MiB of its disk, and it takes at most {cap // MiB} {what_cap} (its "
+                    f"{flag}); send fewer or smaller images",
+                    QUEUE_FULL,
+                )
         for used, cap, what, flag in (
             (jobs + 1, self.jobs_per_client, "queued jobs per client", "--max-queued-jobs"),
             (jobs_total + 1, self.jobs_total, "queued jobs in all", "--max-queued-jobs-total"),

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from impasto.daemon.backend import (
     CHECKPOINT,
     DONE,
+    FRAME,
     PROGRESS,
     READY,
     STARTED,
@@ -39,8 +41,11 @@ from impasto.shared.errors import (
     ImpastoError,
 )
 from impasto.shared.options import JobOptions
+from impasto.shared.sequence import SequenceOptions
 
 log = logging.getLogger("impasto.daemon.scheduler")
+
+REPLAY_BATCH = 4  # frames one replay sends per loop pass, so replays and requests interleave
 
 
 @dataclass
@@ -74,6 +79,16 @@ class Upload:
     last: float = field(default_factory=time.monotonic)
 
 
+@dataclass(eq=False)
+class Replay:
+    """An attach to a sequence: its finished frames, read from disk one at a time and
+    sent as the connection takes them; then it follows the job like any subscriber."""
+
+    identity: bytes
+    job_id: str
+    next: int = 0  # the next frame to send
+
+
 class Scheduler:
     def __init__(
         self,
@@ -93,6 +108,7 @@ class Scheduler:
         self.running: dict[str, Job] = {}
         self.finished: OrderedDict[str, Job] = OrderedDict()  # oldest first
         self.uploads: dict[str, Upload] = {}
+        self.replays: list[Replay] = []
         self.stopping = False
         self.engine_error: str | None = None
         self._serial = journal.max_serial()
@@ -107,6 +123,8 @@ class Scheduler:
                 self.journal.delete(row.id)
                 continue
             meta = row.meta
+            n_frames = meta.get("n_frames", 0)
+            sequence = meta.get("sequence")
             job = Job(
                 id=row.id,
                 owner=row.owner,
@@ -119,6 +137,9 @@ class Scheduler:
                 depth=meta["depth"],
                 nbytes=meta["nbytes"],
                 created=row.created,
+                n_frames=n_frames,
+                sequence=SequenceOptions.from_dict(sequence) if sequence else None,
+                frames_done=self.journal.frame_count(row.id) if n_frames else 0,
             )
             self.jobs[job.id] = job
             if row.state in (protocol.QUEUED, protocol.RUNNING):
@@ -141,15 +162,33 @@ class Scheduler:
         n = msg["n_styles"]
         options.blend_weights(n)
         self.weights.resolve(options.weights)  # a name it offers, or the one refusal
+        n_frames = msg["n_frames"] or 0
+        sequence = None
+        if n_frames:
+            if not self.backend.runs_sequences:
+                raise ImpastoError(
+                    "sequence jobs do not run on a Ray cluster (this daemon runs with "
+                    "--ray): start one without --ray to stylise animations",
+                    NOT_ALLOWED,
+                )
+            sequence = SequenceOptions.from_dict(msg["sequence"] or {})
         sizes = [protocol.image_bytes(d) for d in msg["img"]]
+        nbytes, what = sum(sizes), "its images"
+        frame_depth = msg["frame_depth"] or msg["img"][0][3]
+        if n_frames:
+            # The finished frames stay on disk too: at most the content's size, RGBA.
+            width, height = msg["img"][0][:2]
+            nbytes += n_frames * protocol.image_bytes((width, height, 4, frame_depth))
+            what = f"its {n_frames} frames of {width}x{height} and their results"
         mine = [u for u in self.uploads.values() if u.peer.owner == peer.owner]
         self.limits.check_uploads(len(mine), len(self.uploads))
         self.limits.check_submit(
             self.queue.count(peer.owner) + len(mine),
             len(self.queue) + len(self.uploads),
-            sum(sizes),
+            nbytes,
             self.queue.bytes_of(peer.owner) + sum(u.job.nbytes for u in mine),
             self.queue.total_bytes + sum(u.job.nbytes for u in self.uploads.values()),
+            what,
         )
         self._serial += 1
         content_depth = msg["img"][0][3]
@@ -161,10 +200,12 @@ class Scheduler:
             n_styles=n,
             has_init=bool(msg["has_init"]),
             frame_size=msg["frame_size"] or options.frame_size,
-            frame_depth=msg["frame_depth"] or content_depth,
+            frame_depth=frame_depth,
             depth=content_depth,
-            nbytes=sum(sizes),
+            nbytes=nbytes,
             state="uploading",
+            n_frames=n_frames,
+            sequence=sequence,
         )
         meta = {
             "n_styles": job.n_styles,
@@ -173,6 +214,8 @@ class Scheduler:
             "frame_depth": job.frame_depth,
             "depth": job.depth,
             "nbytes": job.nbytes,
+            "n_frames": n_frames,
+            "sequence": sequence.to_dict() if sequence else None,
         }
         self.journal.begin_upload(
             job.id, self._serial, job.owner, job.client_name, options.to_dict(), meta, msg["img"]
@@ -253,14 +296,51 @@ class Scheduler:
 
     def attach(self, peer: Peer, msg: protocol.Message) -> list[Out]:
         job = self.owned(peer, msg["job_id"])
-        job.subscribers.add(peer.identity)
         position = self.queue.positions().get(job.id, 0) if job.state == protocol.QUEUED else 0
         fields = {"req": msg.req, "job_id": job.id, "position": position, "state": job.state}
         out = [Out(peer.identity, protocol.ACCEPTED, fields)]
+        if job.frames_done:  # the finished frames first, then the job live (pump_replays)
+            job.subscribers.discard(peer.identity)
+            self.replays = [
+                r for r in self.replays if r.identity != peer.identity or r.job_id != job.id
+            ]
+            self.replays.append(Replay(peer.identity, job.id))
+            return out
+        return out + self._follow(job, peer.identity)
+
+    def _follow(self, job: Job, identity: bytes) -> list[Out]:
+        """Subscribe ``identity`` to the job: its latest progress, or how it ended."""
+        job.subscribers.add(identity)
+        out = []
         if job.progress is not None and not job.ended:
             frames = [job.frame] if job.frame is not None else []
-            out.append(Out(peer.identity, protocol.PROGRESS, job.progress, frames))
-        return out + self._end_messages(job, [peer.identity])
+            out.append(Out(identity, protocol.PROGRESS, job.progress, frames))
+        return out + self._end_messages(job, [identity])
+
+    def pump_replays(self, send: Callable[[Out], bool]) -> None:
+        """Send each replay's next frames (at most REPLAY_BATCH), each read from disk when
+        its turn comes; a send the connection cannot take now (``send`` returns False) is
+        tried again on the next pass. A replay that reaches the job's last finished frame
+        ends by subscribing its connection, on this thread, so no frame slips between."""
+        for replay in list(self.replays):
+            for _ in range(REPLAY_BATCH):
+                job = self.jobs.get(replay.job_id)
+                if job is None or replay not in self.replays:
+                    self._end_replay(replay)
+                    break
+                if replay.next >= job.frames_done:
+                    self._end_replay(replay)
+                    for out in self._follow(job, replay.identity):
+                        send(out)
+                    break
+                fields, image = self.journal.frame(job.id, replay.next)
+                if not send(Out(replay.identity, protocol.FRAME, fields, [image])):
+                    break
+                replay.next += 1
+
+    def _end_replay(self, replay: Replay) -> None:
+        if replay in self.replays:
+            self.replays.remove(replay)
 
     def list_jobs(self, peer: Peer, msg: protocol.Message) -> list[Out]:
         positions = self.queue.positions()
@@ -281,6 +361,7 @@ class Scheduler:
     def forget_subscriber(self, identity: bytes) -> None:
         for job in self.jobs.values():
             job.subscribers.discard(identity)
+        self.replays = [r for r in self.replays if r.identity != identity]
 
     # -- running --------------------------------------------------------------------------
     def dispatch(self) -> list[Out]:
@@ -289,6 +370,9 @@ class Scheduler:
             job = self.queue.pop()
             if job is None:
                 break
+            if job.n_frames:
+                self._start(job, self._sequence_task(job))
+                continue
             inputs = self.journal.images(job.id, "input")
             n = job.n_styles
             task = Task(
@@ -305,11 +389,38 @@ class Scheduler:
             if saved is not None:
                 task.start_iteration, task.init_image = saved
                 log.info("job %s: resuming from its checkpoint at iteration %d", job.id, saved[0])
-            job.state, job.started = protocol.RUNNING, time.time()
-            self.journal.set_state(job.id, protocol.RUNNING)
-            job.device = self.backend.submit(task)
-            self.running[job.id] = job
+            self._start(job, task)
         return out
+
+    def _start(self, job: Job, task: Task) -> None:
+        job.state, job.started = protocol.RUNNING, time.time()
+        self.journal.set_state(job.id, protocol.RUNNING)
+        job.device = self.backend.submit(task)
+        self.running[job.id] = job
+
+    def _sequence_task(self, job: Job) -> Task:
+        """Frames are read one at a time by the worker; a resumed sequence starts after
+        its last finished frame, warm-started from that frame as stored."""
+        inputs = self.journal.input_files(job.id)
+        frames = inputs[: job.n_frames]
+        done = job.frames_done
+        previous = self.journal.frame(job.id, done - 1)[1] if done else None
+        if done:
+            log.info("job %s: resuming after frame %d of %d", job.id, done, job.n_frames)
+        return Task(
+            job.id,
+            job.options,
+            frames[0],
+            list(inputs[job.n_frames :]),
+            None,
+            job.frame_size,
+            job.frame_depth,
+            cancel=job.cancel,
+            sequence=job.sequence,
+            frames=frames,
+            start_frame=done,
+            previous=previous,
+        )
 
     def on_report(self, kind: str, job_id: str | None, payload: Any) -> list[Out]:
         if kind == READY:
@@ -333,13 +444,25 @@ class Scheduler:
             iteration, image = payload
             self.journal.save_checkpoint(job.id, iteration, image)
             return []
+        if kind == FRAME:  # stored before it is sent: a restart never recomputes it
+            fields, image = payload
+            self.journal.save_frame(job.id, fields["index"], fields, image)
+            job.frames_done = fields["index"] + 1
+            return [Out(i, protocol.FRAME, fields, [image]) for i in job.subscribers]
         del self.running[job.id]
         self.backend.finished(job.id)
         if self.stopping:  # interrupted by shutdown: stays journalled, resumes on restart
             log.info("job %s: interrupted by shutdown; it resumes when the daemon restarts", job.id)
             return []
-        if kind == DONE:
+        if kind == DONE and job.n_frames and not job.frames_done:
+            out = self._fail(job, CANCELLED, "cancelled before its first frame finished")
+        elif kind == DONE:
             fields, image = payload
+            if job.n_frames:  # the result is the last finished frame, of any run
+                fields["frames"] = job.frames_done
+                fields["cancelled"] = job.frames_done < job.n_frames
+                if image is None:
+                    image = self.journal.frame(job.id, job.frames_done - 1)[1]
             state = protocol.CANCELLED if fields["cancelled"] else protocol.DONE
             self.journal.save_result(job.id, state, fields, image)
             job.result, job.device = fields, fields.get("device") or job.device
@@ -366,6 +489,7 @@ class Scheduler:
 
     def _fail(self, job: Job, code: str, message: str) -> list[Out]:
         job.error = (code, message)
+        job.frames_done = 0  # the journal forgets a failed sequence's frames
         state = protocol.CANCELLED if code == CANCELLED else protocol.FAILED_STATE
         self.journal.save_failure(job.id, state, code, message)
         self._finish(job, state)

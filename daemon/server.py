@@ -39,6 +39,7 @@ from impasto.shared.options import DEFAULT_MAX_PIXELS
 log = logging.getLogger("impasto.daemon.server")
 
 HOUSEKEEPING_S = 1.0  # how often the loop expires old results and idle uploads
+REPLAY_POLL_S = 0.01  # while an attach replays frames, the loop wakes this often
 STOP_WAIT_S = 5.0  # a running job gets this long to stop at shutdown (it resumes later)
 MAX_NAMES = 10_000  # client names from hello kept for listings; the oldest go first
 
@@ -186,8 +187,9 @@ class Server:
         last_housekeeping = time.monotonic()
         try:
             while not self._stopping.is_set():
+                wait = REPLAY_POLL_S if self.scheduler.replays else HOUSEKEEPING_S
                 try:
-                    ready = dict(poller.poll(int(HOUSEKEEPING_S * 1000)))
+                    ready = dict(poller.poll(int(wait * 1000)))
                 except zmq.ZMQError as exc:
                     if exc.errno == errno.EINTR:
                         continue
@@ -204,6 +206,8 @@ class Server:
                         except zmq.Again:
                             break
                         self._handle(frames)
+                if self.scheduler.replays:
+                    self.scheduler.pump_replays(self._send_replayed)
                 if time.monotonic() - last_housekeeping > HOUSEKEEPING_S:
                     last_housekeeping = time.monotonic()
                     self.scheduler.housekeeping()
@@ -243,7 +247,13 @@ class Server:
         log.info("stopped")
 
     # -- sending ---------------------------------------------------------------------------------
-    def _send(self, identity: bytes, msg_type: str, fields: dict, images=()) -> bool:
+    def _send_replayed(self, out: Out) -> bool:
+        """A replayed frame: a full send queue just means "later" (the replay waits)."""
+        return self._send(out.identity, out.type, out.fields, out.images, quiet=True)
+
+    def _send(
+        self, identity: bytes, msg_type: str, fields: dict, images=(), quiet: bool = False
+    ) -> bool:
         frames = protocol.encode(msg_type, fields, images)
         assert self.sock is not None
         try:
@@ -253,7 +263,7 @@ class Server:
             if exc.errno == zmq.EHOSTUNREACH:  # the client is gone
                 self.names.pop(identity, None)
                 self.scheduler.forget_subscriber(identity)
-            elif msg_type == protocol.PROGRESS:
+            elif msg_type == protocol.PROGRESS or quiet:
                 log.debug("dropped a progress message to a slow client: %s", exc)
             else:
                 log.warning("dropped a %s message to a slow client: %s", msg_type, exc)

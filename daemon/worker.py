@@ -23,6 +23,7 @@ from impasto.daemon.backend import (
     CHECKPOINT,
     DONE,
     FAILED,
+    FRAME,
     PROGRESS,
     READY,
     STARTED,
@@ -167,12 +168,19 @@ class Worker(threading.Thread):
         self.model_loaded = True
 
     # -- one task -------------------------------------------------------------------------
-    def _run_task(self, task: Task) -> None:
+    def _device_options(self, task: Task) -> JobOptions:
         if self.engine is None:
             raise self.engine_error or ImpastoError("the engine is not loaded", INTERNAL)
         options = task.options
         if options.device == "auto" and self.device != "auto":
             options = options.replace(device=self.device)
+        return options
+
+    def _run_task(self, task: Task) -> None:
+        if task.frames is not None:
+            self._run_sequence(task)
+            return
+        options = self._device_options(task)
         total = options.total_iterations()
         shown = client_frames(options.frames, total)
         options = options.replace(frames=max(options.frames, CHECKPOINT_FRAMES), frame_size=None)
@@ -229,6 +237,80 @@ class Worker(threading.Thread):
         self.model_loaded = True
         self.report(DONE, task.job_id, (fields, image))
 
+    def _run_sequence(self, task: Task) -> None:
+        """Every frame from ``task.start_frame`` on, each reported (FRAME) as it finishes.
+
+        No OOM retry here: a smaller size would change the frames already sent.
+        """
+        from impasto.daemon.engine.sequence import stylise_sequence
+
+        frames = task.frames
+        assert frames is not None
+        options = self._device_options(task).replace(frame_size=None)
+        n_frames, start = len(frames), task.start_frame
+        resume = None
+        if start > 0 and task.previous is not None:
+            resume = (start, frames[start - 1].to_numpy(), task.previous.to_numpy())
+        relays: dict[int, _ProgressRelay] = {}
+
+        def on_progress(index: int, p: Any) -> None:
+            relay = relays.get(index)
+            if relay is None:
+                relays.clear()  # one frame at a time
+                shown = client_frames(options.frames, int(p.total))
+                relay = relays[index] = _ProgressRelay(
+                    self, task, shown, int(p.total), frame=(index, n_frames)
+                )
+            relay(p)
+
+        self.report(STARTED, task.job_id, None)
+        started = time.monotonic()
+        done, iterations, last = start, 0, None
+        losses: dict[str, float] = {}
+        device = ""
+        contents = (frames[i].to_numpy() for i in range(start, n_frames))
+        styles = [s.to_numpy() for s in task.styles]
+        try:
+            for item in stylise_sequence(
+                self.engine,
+                contents,
+                styles,
+                options,
+                task.sequence,
+                on_progress,
+                task.cancel,
+                resume=resume,
+            ):
+                result = item.result
+                last = RawImage.from_numpy(result.image, task.frame_depth)
+                losses = _losses(result.losses)
+                fields = {
+                    "job_id": task.job_id,
+                    "index": item.index,
+                    "n_frames": n_frames,
+                    "iterations": int(result.iterations),
+                    "losses": losses,
+                    "elapsed": float(result.elapsed),
+                    "warm": bool(item.warm),
+                }
+                self.report(FRAME, task.job_id, (fields, last))
+                done, iterations = item.index + 1, iterations + int(result.iterations)
+                device = result.device_label or device
+        except Exception as exc:
+            self._failed(task, options, exc)
+            return
+        fields = {
+            "job_id": task.job_id,
+            "iterations": iterations,
+            "losses": losses,
+            "cancelled": done < n_frames,
+            "elapsed": time.monotonic() - started,
+            "device": device or self.resolved_device or self.device,
+            "frames": done,
+        }
+        self.model_loaded = True
+        self.report(DONE, task.job_id, (fields, last))
+
     def _failed(self, task: Task, options: JobOptions, exc: Exception) -> None:
         if is_out_of_memory(exc):
             _free_device_memory()
@@ -250,8 +332,16 @@ class _ProgressRelay:
     """The engine's progress callback: protocol fields for clients (frames only on the
     iterations they asked for) and a checkpoint of the image every CHECKPOINT_S."""
 
-    def __init__(self, worker: Worker, task: Task, shown: set[int], total: int):
+    def __init__(
+        self,
+        worker: Worker,
+        task: Task,
+        shown: set[int],
+        total: int,
+        frame: tuple[int, int] | None = None,
+    ):
         self.worker, self.task, self.shown, self.total = worker, task, shown, total
+        self.frame = frame  # a sequence's (frame index, n_frames): no checkpoints
         self.last_checkpoint = time.monotonic()
 
     def __call__(self, p: Any) -> None:
@@ -269,11 +359,13 @@ class _ProgressRelay:
             "elapsed": float(p.elapsed),
             "eta": None if p.eta is None else max(0.0, float(p.eta)),
         }
+        if self.frame is not None:
+            fields["frame"], fields["n_frames"] = self.frame
         image = getattr(p, "image", None)
         frame = None
         if image is not None:
             now = time.monotonic()
-            if now - self.last_checkpoint >= CHECKPOINT_S:
+            if self.frame is None and now - self.last_checkpoint >= CHECKPOINT_S:
                 self.last_checkpoint = now
                 self.worker.report(
                     CHECKPOINT, task.job_id, (iteration, RawImage.from_numpy(image, 16))
@@ -287,6 +379,8 @@ class _ProgressRelay:
 
 class ThreadBackend:
     """Worker threads in this process, one per device (the default backend)."""
+
+    runs_sequences = True
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from impasto.plugin.client import Progress, Result
+from impasto.shared.errors import NOT_ALLOWED, ImpastoError
 from tests.daemon_fixture import daemon_env, spawn_daemon
 from tests.ray_cluster import kill_actor, start_head
 from tests.test_cli import impasto
@@ -178,3 +179,15 @@ def test_a_killed_actor_job_finishes_on_the_other(ray_daemon, cluster, pair):
     assert f"actor {victim} died" in ray_daemon.log_text
     assert "from the latest frame" in ray_daemon.log_text
     client.close()
+
+
+def test_a_sequence_is_refused_naming_ray(ray_daemon, pair):
+    content, style = pair
+    client = ray_daemon.client()
+    try:
+        with pytest.raises(ImpastoError) as info:
+            client.submit_sequence([content, content], [style], FAST)
+        assert info.value.code == NOT_ALLOWED and "--ray" in str(info.value)
+        assert client.status()["uploads"] == 0  # refused at submit, before any pixel
+    finally:
+        client.close()

@@ -45,6 +45,10 @@ Checkpoint = tuple[int, RawImage]  # (iteration, image), as in a CHECKPOINT repo
 class RayBackend:
     """Tasks on Ray actors; ``address`` is a cluster's address, or "auto" (a private one)."""
 
+    # A sequence's frames are read one at a time from the daemon's disk, which an actor
+    # on another node cannot see: sequence jobs are refused at submit with --ray.
+    runs_sequences = False
+
     def __init__(
         self,
         address: str,

@@ -84,13 +84,16 @@ def stylise_sequence(
     sequence: SequenceOptions | None = None,
     on_progress: FrameProgress | None = None,
     cancel: CancelToken | None = None,
+    resume: tuple[int, np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[FrameResult]:
     """Yield each frame's result as it finishes.
 
     A cancel (or an engine error) ends the sequence; the frames already yielded stay
     valid, the interrupted one is not yielded. The first frame runs with ``options`` as
     a still image would; later frames run at the output size only, for
-    ``sequence.warm_budget(...)`` iterations.
+    ``sequence.warm_budget(...)`` iterations. ``resume`` = (index of the first frame in
+    ``frames``, the content frame before it, that frame's stylised result) carries on an
+    interrupted sequence exactly where it stopped: the next frame is warm-started.
     """
     opts = check_options(options if options is not None else JobOptions())
     seq = sequence if sequence is not None else SequenceOptions()
@@ -100,7 +103,14 @@ def stylise_sequence(
     )
     previous: tuple[np.ndarray, np.ndarray] | None = None  # content and result, output size
     first_shape = None
-    for index, frame in enumerate(frames):
+    start = 0
+    if resume is not None:
+        start, before, stylised = resume
+        before = imageops.as_rgba_array(before, f"frame {start}")
+        first_shape = before.shape[:2]
+        h, w = stylised.shape[:2]
+        previous = (_at_size(before, h, w), stylised)
+    for index, frame in enumerate(frames, start):
         if cancel is not None and cancel.cancelled:
             return
         content = imageops.as_rgba_array(frame, f"frame {index + 1}")
