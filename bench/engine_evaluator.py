@@ -50,8 +50,11 @@ class Evaluator:
 
     @torch.no_grad()
     def loss(self, image) -> dict[str, float]:
-        """``image``: a path, PIL image or float array (H, W, 3) in 0..1, quantised to 8 bit."""
-        if isinstance(image, np.ndarray):
+        """``image``: a path, PIL image, uint8 array or float array (H, W, 3) in 0..1,
+        quantised to 8 bit."""
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+            image = Image.fromarray(image[:, :, :3])
+        elif isinstance(image, np.ndarray):
             image = Image.fromarray((np.clip(image[:, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8))
         x = self.model.preprocessing.to_input(_pil_rgb(image, self.size))
         feats = self.model(x, CONTENT_LAYERS + STYLE_LAYERS)

@@ -49,6 +49,10 @@ class DaemonBackend:
             self.client.cancel(job_id)
             return self.client.wait(job_id, on_event=forward)
 
+    def estimate(self, width: int, height: int, options: JobOptions, n_styles: int) -> dict:
+        """The daemon engine's plan for the job (Engine.preflight), nothing run."""
+        return self.client.estimate(width, height, options, n_styles)
+
     def close(self) -> None:
         self.client.close()
 
@@ -135,6 +139,13 @@ class LocalBackend:
             r.elapsed,
             r.device_label,
         )
+
+    def estimate(self, width: int, height: int, options: JobOptions, n_styles: int) -> dict:
+        """This process's engine's plan for the job (Engine.preflight), nothing run."""
+        from impasto.daemon.engine import devices
+
+        info = self.engine.preflight(height, width, options, n_styles)
+        return {**info, "device": str(devices.resolve_device(options.device))}
 
     def close(self) -> None:
         pass

@@ -75,6 +75,7 @@ def _add_stylize(sub) -> None:
               impasto stylize photo.jpg style.jpg --preserve-colors luminance -o out.png
               impasto stylize photo.jpg style.jpg --gif progress.gif --frames frames/ -o out.png
               impasto stylize photo.jpg style.jpg --scales 1 --iterations 500   # paper-faithful
+              impasto stylize photo.jpg style.jpg --size 2048 --estimate   # time, memory
 
             It uses a running daemon when one answers (see `impasto daemon start`) and
             runs in this process otherwise. Ctrl-C stops early and still saves the best
@@ -91,6 +92,11 @@ def _add_stylize(sub) -> None:
         "--frames", dest="frames_dir", metavar="DIR", help="also save the progress frames here"
     )
     p.add_argument("--gif", metavar="OUT.gif", help="also save the progress as an animated GIF")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the plan (scales, tiles, peak memory, time) and exit without running",
+    )
     _add_run_arguments(p)
     p.set_defaults(handler="impasto.cli.stylize:run")
 

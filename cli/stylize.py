@@ -15,6 +15,7 @@ from impasto.plugin.hostjob import format_eta
 from impasto.shared.errors import ImpastoError
 from impasto.shared.imagefile import load_image, save_image
 from impasto.shared.options import JobOptions
+from impasto.shared.rawimage import RawImage
 
 SAVE_FORMATS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         gif=Path(args.gif) if args.gif else None,
         init=init_image_path(args),
         quiet=args.quiet,
+        estimate=args.estimate,
     )
 
 
@@ -50,8 +52,10 @@ def stylize_files(
     gif: Path | None = None,
     init: Path | None = None,
     quiet: bool = False,
+    estimate: bool = False,
 ) -> int:
-    """The whole command; returns the exit code (130 when interrupted, image saved)."""
+    """The whole command; returns the exit code (130 when interrupted, image saved).
+    ``estimate``: print the job's plan instead of running it."""
     if output.suffix.lower() not in SAVE_FORMATS:
         raise ImpastoError(
             f"cannot save {output.name}: use one of {', '.join(SAVE_FORMATS)} as the extension"
@@ -60,6 +64,8 @@ def stylize_files(
     style_images = [load_image(s) for s in styles]
     init_image = load_image(init) if init else None
     options.blend_weights(len(style_images))  # fail early on a blend/style count mismatch
+    if estimate:
+        return print_estimate(content_image, len(style_images), options, mode, endpoint)
 
     bar = ProgressBar(quiet=quiet)
     recorder = FrameRecorder(frames_dir, gif)
@@ -85,3 +91,40 @@ def stylize_files(
             file=sys.stderr,
         )
     return 130 if backend.interrupted else 0
+
+
+def print_estimate(
+    content: RawImage, n_styles: int, options: JobOptions, mode: str, endpoint: str | None
+) -> int:
+    """The job's plan where it would run (a daemon's engine, or this process's), on
+    stdout: output size, each scale's size, iterations and tiles, peak memory against
+    the budget, and the time."""
+    backend = choose_backend(mode, endpoint, lambda note: print(note, file=sys.stderr))
+    try:
+        info = backend.estimate(content.width, content.height, options, n_styles)
+    finally:
+        backend.close()
+    print("\n".join(plan_lines(info, backend.where)))
+    return 0
+
+
+def plan_lines(info: dict, where: str) -> list[str]:
+    scales = info["scales"]
+    lines = [
+        f"output {info['width']}x{info['height']} px on {info.get('device') or where} "
+        f"({where}); {len(scales)} scale{'s' if len(scales) != 1 else ''}:"
+    ]
+    for k, scale in enumerate(scales, 1):
+        tiles = f"tiles of {scale['tile']} px" if scale.get("tile") else "whole"
+        lines.append(
+            f"  {k}. {scale['width']}x{scale['height']} px, "
+            f"{scale['iterations']} iterations, {tiles}"
+        )
+    gib = 1024**3
+    lines.append(
+        f"peak memory about {info['memory_estimate'] / gib:.2f} GB of a "
+        f"{info['memory_budget'] / gib:.2f} GB budget"
+    )
+    speed = "measured on its last job" if info.get("speed_measured") else "a default speed"
+    lines.append(f"time about {format_eta(info['seconds'])} ({speed})")
+    return lines

@@ -158,10 +158,8 @@ class Scheduler:
     def submit(self, peer: Peer, msg: protocol.Message) -> list[Out]:
         if self.stopping:
             raise ImpastoError("the daemon is shutting down", NOT_ALLOWED)
-        options = JobOptions.from_dict(msg["options"])
         n = msg["n_styles"]
-        options.blend_weights(n)
-        self.weights.resolve(options.weights)  # a name it offers, or the one refusal
+        options = self.job_options(msg["options"], n)
         n_frames = msg["n_frames"] or 0
         sequence = None
         if n_frames:
@@ -228,6 +226,14 @@ class Scheduler:
             "credit": protocol.CREDIT,
         }
         return [Out(peer.identity, protocol.UPLOAD, fields)]
+
+    def job_options(self, values: dict, n_styles: int) -> JobOptions:
+        """A request's options, checked once: every value, the blend weights against
+        the number of styles, and a weights name this daemon offers (else the one refusal)."""
+        options = JobOptions.from_dict(values)
+        options.blend_weights(n_styles)
+        self.weights.resolve(options.weights)
+        return options
 
     def chunk(self, peer: Peer, msg: protocol.Message) -> list[Out]:
         upload = self.uploads.get(msg["upload_id"])

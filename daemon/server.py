@@ -27,6 +27,7 @@ import zmq
 from impasto.daemon.auth import ANONYMOUS, ZapHandler
 from impasto.daemon.backend import Backend
 from impasto.daemon.engine.weightsource import WeightSource
+from impasto.daemon.estimates import Estimator
 from impasto.daemon.jobs import DEFAULT_RETENTION
 from impasto.daemon.journal import Journal
 from impasto.daemon.limits import Limits, RateLimitedLog
@@ -76,6 +77,7 @@ class Server:
         self.started = time.time()
         self.names: dict[bytes, str] = {}  # routing id -> the name from hello (display only)
         self._reports: queue.Queue = queue.Queue()
+        self._replies: queue.Queue[Out] = queue.Queue()  # from other threads, to send
         self._stopping = threading.Event()
         self._ctx = zmq.Context()
         self._zap: ZapHandler | None = None
@@ -94,6 +96,7 @@ class Server:
             retention,
             WeightSource.for_daemon(weights_dir),
         )
+        self.estimator = Estimator(self.backend, self._reply_later)
 
     # -- setup ----------------------------------------------------------------------------
     def bind(self) -> None:
@@ -150,6 +153,11 @@ class Server:
     def _report(self, kind: str, job_id: str | None, payload: Any) -> None:
         """Called by backend threads: queue the report and wake the loop."""
         self._reports.put((kind, job_id, payload))
+        self._poke()
+
+    def _reply_later(self, out: Out) -> None:
+        """Called by other threads (the estimator): queue a reply and wake the loop."""
+        self._replies.put(out)
         self._poke()
 
     def _poke(self) -> None:
@@ -223,6 +231,7 @@ class Server:
 
     def _shutdown(self) -> None:
         log.info("shutting down")
+        self.estimator.stop()
         self.scheduler.shutdown()
         self.backend.stop()
         deadline = time.monotonic() + STOP_WAIT_S
@@ -345,6 +354,12 @@ class Server:
         self._send(peer.identity, protocol.OK, {"req": msg.req})
         self.stop()
 
+    def _on_estimate(self, peer: Peer, msg: protocol.Message, _frame) -> None:
+        """Checked here, answered by the estimator's thread (see estimates.py)."""
+        n_styles = msg["n_styles"] or 1
+        options = self.scheduler.job_options(msg["options"], n_styles)
+        self.estimator.ask(peer.identity, msg.req, options, msg["height"], msg["width"], n_styles)
+
     def status(self) -> dict[str, Any]:
         return {
             "version": package_version(),
@@ -364,6 +379,11 @@ class Server:
         }
 
     def _drain_reports(self) -> None:
+        while True:
+            try:
+                self._send_all([self._replies.get_nowait()])
+            except queue.Empty:
+                break
         while True:
             try:
                 kind, job_id, payload = self._reports.get_nowait()

@@ -35,6 +35,7 @@ from impasto.shared.errors import (
     CANCELLED,
     INTERNAL,
     OUT_OF_MEMORY,
+    TIMEOUT,
     ImpastoError,
 )
 from impasto.shared.options import DEFAULT_MAX_PIXELS, JobOptions
@@ -50,6 +51,9 @@ MIN_OOM_SIZE = 64
 # asks the engine for (CHECKPOINT_FRAMES over the run) that clients never see.
 CHECKPOINT_S = 3.0
 CHECKPOINT_FRAMES = 20
+# An estimate asked while the engine loads waits for it this long (VGG19 loads in a few
+# seconds from a warm disk; a cold one or a big GPU runtime takes longer).
+ESTIMATE_LOAD_WAIT_S = 60.0
 
 
 def resize_frame(array, long_edge: int | None):
@@ -110,6 +114,7 @@ class Worker(threading.Thread):
         self.engine_error: ImpastoError | None = None
         self.model_loaded = False
         self.resolved_device = ""  # what "auto" turned out to be, once known
+        self.loaded = threading.Event()  # load() has ended, well or not
 
     # -- thread ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -155,7 +160,30 @@ class Worker(threading.Thread):
             log.info("engine ready on %s in %.1fs", self.device, time.monotonic() - started)
         else:
             log.error("engine unavailable on %s: %s", self.device, self.engine_error)
+        self.loaded.set()
         self.report(READY, None, {"device": self.device, "error": self.engine_error})
+
+    def estimate(self, options: JobOptions, height: int, width: int, n_styles: int) -> dict:
+        """What ``options`` on a ``width`` x ``height`` content would take on this worker
+        (``Engine.preflight``: scales, tiles, peak memory, seconds at the speed of the
+        engine's last job here); raises the job's own errors. Any thread may call it: it
+        shares the engine's cached model and runs nothing."""
+        if not self.loaded.wait(ESTIMATE_LOAD_WAIT_S):
+            raise ImpastoError(
+                f"the engine on {self.device} is still loading after "
+                f"{ESTIMATE_LOAD_WAIT_S:g}s; try again in a moment",
+                TIMEOUT,
+            )
+        if self.engine is None:
+            raise self.engine_error or ImpastoError("the engine is not loaded", INTERNAL)
+        info = self.engine.preflight(height, width, self._on_device(options), n_styles)
+        return {**info, "device": self.resolved_device or self.device}
+
+    def _on_device(self, options: JobOptions) -> JobOptions:
+        """The options as this worker runs them: "auto" becomes its own device."""
+        if options.device == "auto" and self.device != "auto":
+            return options.replace(device=self.device)
+        return options
 
     def _warm_up(self) -> None:
         """Load the model and run one tiny step, so the first real job starts at once."""
@@ -171,10 +199,7 @@ class Worker(threading.Thread):
     def _device_options(self, task: Task) -> JobOptions:
         if self.engine is None:
             raise self.engine_error or ImpastoError("the engine is not loaded", INTERNAL)
-        options = task.options
-        if options.device == "auto" and self.device != "auto":
-            options = options.replace(device=self.device)
-        return options
+        return self._on_device(task.options)
 
     def _run_task(self, task: Task) -> None:
         if task.frames is not None:
@@ -430,6 +455,15 @@ class ThreadBackend:
     def join(self, timeout: float) -> None:
         for worker in self.workers:
             worker.join(timeout=timeout)
+
+    def estimate(self, options: JobOptions, height: int, width: int, n_styles: int) -> dict:
+        """Engine.preflight on an idle worker's engine (else the first one's): its
+        measured speed, its device's memory budget. Blocks: call it off the loop."""
+        alive = [w for w in self.workers if w.is_alive()]
+        if not alive:
+            raise ImpastoError("no worker is running", INTERNAL)
+        worker = next((w for w in alive if w.task is None), alive[0])
+        return worker.estimate(options, height, width, n_styles)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,9 @@ from impasto.shared.options import MAX_SIZE, JobOptions
 from impasto.shared.rawimage import RawImage
 from impasto.shared.sequence import MAX_SEQUENCE_FRAMES, SequenceOptions
 
+# An estimate may wait for a daemon's engine to load (the daemon waits up to a minute).
+ESTIMATE_TIMEOUT = 60.0
+
 
 # -- events ------------------------------------------------------------------------
 @dataclass
@@ -410,6 +413,34 @@ class Client:
         queued, running, memory, and counts of finished jobs."""
         return self._request(protocol.STATUS)["info"]
 
+    def estimate(
+        self,
+        width: int,
+        height: int,
+        options: JobOptions | dict | None = None,
+        n_styles: int = 1,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """What a job on a ``width`` x ``height`` content would take, without running it.
+
+        Returns the daemon engine's plan: ``width``/``height`` (output), ``scales``
+        (width, height, iterations, tile), ``memory_estimate`` and ``memory_budget``
+        (bytes), ``seconds``, ``speed_measured`` (False: a default speed, the daemon has
+        run no job yet) and ``device``. Raises the errors a submit would meet
+        (``bad_options``, ``image_too_large``, ``too_large_for_device``…). ``timeout``
+        (default: at least 60 s) covers a daemon whose engine is still loading.
+        """
+        fields = {
+            "options": _options(options).to_dict(),
+            "width": width,
+            "height": height,
+            "n_styles": n_styles,
+        }
+        self._ensure()
+        req = self._send(protocol.ESTIMATE, fields)
+        wait = timeout if timeout is not None else max(self.timeout, ESTIMATE_TIMEOUT)
+        return self._reply(req, protocol.ESTIMATE, wait)["info"]
+
     def jobs(self) -> list[dict[str, Any]]:
         """Every job the daemon knows: id, state, position, client, iteration, total..."""
         return self._request(protocol.JOBS)["jobs"]
@@ -524,13 +555,14 @@ class Client:
             self._ensure()
         return self._reply(self._send(msg_type, fields, images), msg_type)
 
-    def _reply(self, req: int, msg_type: str) -> protocol.Message:
-        deadline = time.monotonic() + self.timeout
+    def _reply(self, req: int, msg_type: str, timeout: float | None = None) -> protocol.Message:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while req not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._lost(
-                    f"did not answer '{msg_type}' within {self.timeout:g}s (a daemon of "
+                    f"did not answer '{msg_type}' within {timeout:g}s (a daemon of "
                     "another user, or one that refused our token, never answers)"
                 )
             self._receive(remaining)

@@ -334,6 +334,14 @@ def work_size(width: int, height: int, size: int | None, max_pixels: int) -> tup
     return width, height
 
 
+def region_options(options: JobOptions, width: int, height: int) -> JobOptions:
+    """The options a job on a ``width`` x ``height`` region runs with: a size at or
+    above the region's long edge keeps the region's own size (never enlarged)."""
+    if options.size is not None and options.size >= max(width, height):
+        return options.replace(size=None)
+    return options
+
+
 # -- the daemon connection -------------------------------------------------------------
 # What a dialog shows about its daemon.
 CHECKING = "checking"
@@ -409,6 +417,141 @@ class ConnectionWatch:
             state, detail = UNREACHABLE, str(exc)
         if endpoint == self.endpoint:
             self.state, self.detail = state, detail
+
+
+# -- the estimate before a run -----------------------------------------------------------
+ESTIMATE_DELAY_S = 0.4  # a dialog asks once its settings have been still this long
+_FITS = re.compile(r"ask for (\d+) px or less")
+GIB = 1024**3
+
+
+def estimate_text(info: dict[str, Any]) -> str:
+    """The dialog's line for an estimate (``Client.estimate``'s reply):
+    "About 2:10 · 1024×768 px · peak 1.4 GB of 3.0 GB"."""
+    about = f"About {format_eta(info.get('seconds'))}"
+    if not info.get("speed_measured"):
+        about += " (first run: rough estimate)"
+    parts = [about, f"{info.get('width', '?')}×{info.get('height', '?')} px"]
+    peak, budget = info.get("memory_estimate"), info.get("memory_budget")
+    if isinstance(peak, int | float) and isinstance(budget, int | float):
+        parts.append(f"peak {peak / GIB:.1f} GB of {budget / GIB:.1f} GB")
+    if any(scale.get("tile") for scale in info.get("scales") or []):
+        parts.append("in tiles")
+    return " · ".join(parts)
+
+
+def estimate_error_text(exc: ImpastoError) -> str:
+    """The dialog's line when the daemon refuses the planned job (before any run)."""
+    if exc.code == errors.TOO_LARGE_FOR_DEVICE:
+        fits = _FITS.search(exc.message)
+        advice = f"ask for {fits.group(1)} px or less" if fits else "choose a smaller size"
+        return f"Too large for this machine: {advice}"
+    if exc.code == errors.IMAGE_TOO_LARGE:
+        return "Too large for the daemon: choose a smaller output size"
+    if exc.code == errors.DAEMON_UNAVAILABLE:
+        return "Time estimate: once the daemon answers"
+    return f"No estimate: {exc.message.splitlines()[0]}"
+
+
+def ask_estimate(
+    endpoint: str | None,
+    width: int,
+    height: int,
+    options: JobOptions,
+    n_styles: int = 1,
+    timeout: float = 5.0,
+) -> str:
+    """The estimate line for a region of ``width`` x ``height``: asks the daemon (never
+    starts one), so it blocks; a dialog calls it through ``EstimateWatch``."""
+    from impasto.plugin.client import Client
+
+    endpoint = endpoint or paths.default_endpoint()
+    if daemon_listening(endpoint) is False:
+        return estimate_error_text(ImpastoError("no daemon", errors.DAEMON_UNAVAILABLE))
+    client = Client(endpoint, timeout=timeout, name="impasto-estimate")
+    try:
+        info = client.estimate(
+            width, height, region_options(options, width, height), max(1, n_styles)
+        )
+    except ImpastoError as exc:
+        return estimate_error_text(exc)
+    finally:
+        client.close()
+    return estimate_text(info)
+
+
+class EstimateWatch:
+    """The estimate line for a dialog, asked in a thread so the UI never waits.
+
+    A dialog calls ``request`` on every change of size or settings and shows ``text``
+    from a timer; the thread asks once the requests have been still for ``delay``
+    seconds, and only for the newest, so typing a size costs one request, not ten.
+    """
+
+    def __init__(self, delay: float = ESTIMATE_DELAY_S, ask: Callable[..., str] = ask_estimate):
+        self.delay = delay
+        self.ask = ask
+        self.text = ""
+        self._wanted: tuple | None = None  # (endpoint, width, height, options, n_styles)
+        self._answered: tuple | None = None
+        self._answer = ""  # the text for _answered
+        self._changed = 0.0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while an answer for the newest request is still to come."""
+        with self._lock:
+            return self._wanted is not None and self._wanted != self._answered
+
+    def request(
+        self,
+        endpoint: str | None,
+        width: int,
+        height: int,
+        options: JobOptions | ImpastoError,
+        n_styles: int = 1,
+    ) -> None:
+        """Ask for the estimate of these settings (an ImpastoError: settings that do
+        not make a job, shown at once)."""
+        if isinstance(options, ImpastoError):
+            with self._lock:
+                self._wanted = self._answered = None
+                self.text = estimate_error_text(options)
+            return
+        wanted = (endpoint, width, height, options, n_styles)
+        with self._lock:
+            if wanted == self._answered:  # back to what was answered last
+                self._wanted, self.text = wanted, self._answer
+                return
+            if wanted == self._wanted:
+                return
+            self._wanted, self._changed = wanted, time.monotonic()
+            self.text = "Estimating…"
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                wanted, wait = self._wanted, self.delay - (time.monotonic() - self._changed)
+                if wait <= 0 and (wanted is None or wanted == self._answered):
+                    self._thread = None
+                    return
+            if wait > 0:
+                time.sleep(wait)
+                continue
+            assert wanted is not None
+            try:
+                text = self.ask(*wanted)
+            except Exception as exc:  # a malformed endpoint, a bug: say so, keep the dialog
+                text = f"No estimate: {exc}"
+            with self._lock:
+                self._answered, self._answer = wanted, text
+                if wanted == self._wanted:
+                    self.text = text
 
 
 # -- the job ----------------------------------------------------------------------------
@@ -664,8 +807,7 @@ class HostJob:
     def _read_content(self, source: RawImage | ContentSource, max_pixels: int) -> RawImage:
         """The content at the size the job works at, checked against the daemon's limit."""
         width, height = work_size(source.width, source.height, self.options.size, max_pixels)
-        if self.options.size is not None and self.options.size >= max(source.width, source.height):
-            self.options = self.options.replace(size=None)  # never enlarge the layer
+        self.options = region_options(self.options, source.width, source.height)
         if isinstance(source, ContentSource):
             source = source.read(width, height)  # already at the size the job works at
         return source

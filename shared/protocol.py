@@ -57,6 +57,7 @@ JOBS = "jobs"
 SHUTDOWN = "shutdown"
 PING = "ping"
 CHUNK = "chunk"  # one piece of a submit's images
+ESTIMATE = "estimate"  # what a job would take (time, memory), before submitting it
 # Daemon -> client
 WELCOME = "welcome"
 ACCEPTED = "accepted"
@@ -70,9 +71,10 @@ OK = "ok"
 PONG = "pong"
 UPLOAD = "upload"  # a submit was checked: send its images in chunks
 CREDIT_MSG = "credit"  # the daemon stored chunks: send that many more
+ESTIMATE_REPLY = "estimate_reply"
 FRAME = "frame"  # one finished frame of a sequence job
 
-REQUESTS = (HELLO, SUBMIT, CANCEL, ATTACH, STATUS, JOBS, SHUTDOWN, PING, CHUNK)
+REQUESTS = (HELLO, SUBMIT, CANCEL, ATTACH, STATUS, JOBS, SHUTDOWN, PING, CHUNK, ESTIMATE)
 REPLIES = (
     WELCOME,
     ACCEPTED,
@@ -86,6 +88,7 @@ REPLIES = (
     PONG,
     UPLOAD,
     CREDIT_MSG,
+    ESTIMATE_REPLY,
     FRAME,
 )
 
@@ -325,6 +328,15 @@ SCHEMAS: dict[str, dict[str, tuple[Check, bool]]] = {
     JOBS_REPLY: {"req": (REQ, True), "jobs": (list_of(mapping()), True)},
     OK: {"req": (REQ, True), "job_id": (optional(JOB_ID), False)},
     PONG: {"req": (REQ, True), "instance": (text(64), True)},
+    # The content's size: the daemon plans the job as a submit of that content would run.
+    ESTIMATE: {
+        "req": (REQ, True),
+        "options": (mapping(), True),
+        "width": (integer(1, MAX_SIZE), True),
+        "height": (integer(1, MAX_SIZE), True),
+        "n_styles": (integer(1, MAX_STYLES), False),  # default 1
+    },
+    ESTIMATE_REPLY: {"req": (REQ, True), "info": (mapping(), True)},
 }
 
 # How many images each message type carries: exact count or a function of the fields.
@@ -405,6 +417,8 @@ def decode(
         raise ProtocolError(f"unknown message type {shown!r}"[:300], req=req)
     try:
         fields = _check_fields(msg_type, header)
+        if msg_type == ESTIMATE:
+            _estimate_size(fields, max_pixels)
         images = _decode_images(msg_type, fields, header.get("img"), frames[1:], max_pixels)
     except ProtocolError as exc:
         exc.req = req
@@ -504,6 +518,17 @@ def _announced(
     if msg_type == SUBMIT:
         _check_sequence(fields)
     return []
+
+
+def _estimate_size(fields: dict, max_pixels: int | None) -> None:
+    """An estimate's content size against the pixel limit a submit of it would meet."""
+    width, height = fields["width"], fields["height"]
+    if max_pixels is not None and width * height > max_pixels:
+        raise ProtocolError(
+            f"{ESTIMATE}: a {width}x{height} image is {width * height:,} pixels, over the "
+            f"limit of {max_pixels:,}",
+            IMAGE_TOO_LARGE,
+        )
 
 
 def _check_sequence(fields: dict) -> None:

@@ -292,6 +292,11 @@ def _run_dialog(spec, facts, out_dir):
     dialog.advanced.setChecked(True)
     dialog.endpoint.setText(opts.get("endpoint") or "")
     _wait(200)
+    for _ in range(300):  # the estimate line: asked in the background once settings settle
+        if not dialog.estimator.busy and dialog.estimate.text() not in ("", "Estimating…"):
+            break
+        _wait(100)
+    facts["estimate_text"] = dialog.estimate.text()
     if spec.get("screenshot"):
         dialog.grab().save(spec["screenshot"])
     ticks, jobs = [], []

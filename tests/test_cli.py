@@ -253,3 +253,28 @@ def wait_for_files(proc: subprocess.Popen, folder: Path, pattern: str, timeout=1
     while not list(folder.glob(pattern)) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.2)
+
+
+def test_stylize_estimate_prints_the_plan_and_runs_nothing(
+    tmp_path, daemon, tubingen, starry_night
+):
+    out = tmp_path / "never.png"
+    args = ["stylize", str(tubingen), str(starry_night), "-o", str(out), "--estimate"]
+    proc = impasto(*args, "--daemon", "--endpoint", daemon.endpoint, *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("output 64x48 px on ") and daemon.endpoint in lines[0]
+    assert lines[1] == "  1. 64x48 px, 4 iterations, whole", proc.stdout
+    assert lines[-2].startswith("peak memory about ") and "GB budget" in lines[-2]
+    assert lines[-1].startswith("time about 0:")
+    assert not out.exists()
+
+
+def test_stylize_estimate_in_process_names_a_size_that_fits(tmp_path, tubingen, starry_night):
+    env = {**os.environ, "IMPASTO_MEMORY_BUDGET_MB": "1024", "OMP_NUM_THREADS": "1"}
+    args = ["stylize", str(tubingen), str(starry_night), "--estimate", "--local"]
+    proc = impasto(*args, "--size", "512", env=env)
+    assert_one_line_error(proc, 1, "ask for", "px or less")
+    fits = impasto(*args, "--size", "64", env=env)
+    assert fits.returncode == 0, fits.stderr
+    assert "(this process)" in fits.stdout and "of a 1.00 GB budget" in fits.stdout

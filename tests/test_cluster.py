@@ -10,6 +10,7 @@ import time
 import pytest
 
 from impasto.plugin.client import Progress, Result
+from impasto.shared import errors
 from impasto.shared.errors import NOT_ALLOWED, ImpastoError
 from tests.daemon_fixture import daemon_env, spawn_daemon
 from tests.ray_cluster import kill_actor, start_head
@@ -179,6 +180,17 @@ def test_a_killed_actor_job_finishes_on_the_other(ray_daemon, cluster, pair):
     assert f"actor {victim} died" in ray_daemon.log_text
     assert "from the latest frame" in ray_daemon.log_text
     client.close()
+
+
+def test_an_estimate_is_answered_by_an_actors_engine(ray_daemon):
+    """With --ray the plan comes from a ready actor's warm engine, refusals included."""
+    with ray_daemon.client(timeout=60) as client:
+        plan = client.estimate(64, 48, FAST)
+        assert [(s["width"], s["height"], s["iterations"]) for s in plan["scales"]] == [(64, 48, 3)]
+        assert plan["device"].startswith("impasto-") and plan["seconds"] > 0
+        with pytest.raises(ImpastoError) as caught:
+            client.estimate(64, 48, {**FAST, "memory_budget": 256})
+        assert caught.value.code == errors.TOO_LARGE_FOR_DEVICE
 
 
 def test_a_sequence_is_refused_naming_ray(ray_daemon, pair):

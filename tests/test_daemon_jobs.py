@@ -232,3 +232,38 @@ def test_a_job_over_the_daemons_memory_budget_is_refused_with_a_size_that_fits(
         assert "ask for" in str(caught.value) and "budget" in str(caught.value)
     finally:
         proc.stop()
+
+
+def test_an_estimate_plans_the_job_on_the_daemons_budget_without_running_it(
+    tmp_path, content, style
+):
+    """`estimate` answers from the daemon's engine: the plan of a job that fits, with a
+    default speed until a job has run and the measured one after; the refusal a submit
+    would meet (too_large_for_device, naming a size that fits) for one that does not."""
+    proc = spawn_daemon(tmp_path, "--memory-budget", "1024", "--no-warmup")
+    try:
+        with proc.client(timeout=60) as c:
+            options = JobOptions(size=64, scales=1, iterations=4, frames=0)
+            plan = c.estimate(64, 48, options)
+            assert (plan["width"], plan["height"]) == (64, 48)
+            assert [(s["width"], s["iterations"], s["tile"]) for s in plan["scales"]] == [
+                (64, 4, None)
+            ]
+            assert 0 < plan["memory_estimate"] <= plan["memory_budget"] == 1024 * 2**20
+            assert plan["seconds"] > 0 and plan["speed_measured"] is False
+            assert plan["device"]
+            assert c.jobs() == []  # nothing was queued or run
+
+            with pytest.raises(ImpastoError) as caught:
+                c.estimate(512, 384, {"size": 512})
+            assert caught.value.code == errors.TOO_LARGE_FOR_DEVICE
+            assert "ask for" in str(caught.value)
+            with pytest.raises(ImpastoError) as caught:
+                c.estimate(64, 48, {"iterations": -3})
+            assert caught.value.code == errors.BAD_OPTIONS
+
+            c.wait(c.submit(content, [style], options), timeout=120)
+            after = c.estimate(64, 48, options)
+            assert after["speed_measured"] is True and after["seconds"] != plan["seconds"]
+    finally:
+        proc.stop()

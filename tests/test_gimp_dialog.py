@@ -113,6 +113,9 @@ def test_dialog_shows_the_arguments_and_remembers_them(
         assert not shown[1]["ok_before"] and shown[1]["ok_after"]
         assert first["status"] == "success", (first, log)
         assert "starry_night.png" in shown[2]["labels"], "the last style is remembered"
+        # the daemon's estimate for the 48x36 layer at the remembered settings, before OK
+        estimate = [label for label in shown[2]["labels"] if label.startswith("About ")]
+        assert estimate and "48×36 px · peak " in estimate[0], shown[2]["labels"]
         assert shown[2]["ok_before"]
         assert second["status"] == "success", (second, log)
         assert second["layers"] == [  # the newest run on top, with a name of its own

@@ -20,8 +20,12 @@ from impasto.plugin.hostjob import (
     DEFAULT_SETTINGS,
     UNREACHABLE,
     ContentSource,
+    EstimateWatch,
     HostJob,
+    ask_estimate,
     describe_error,
+    estimate_error_text,
+    estimate_text,
     format_eta,
     frame_layer_name,
     group_layer_name,
@@ -376,3 +380,53 @@ def test_the_preview_to_refine_is_the_newest_result_on_the_source():
     assert not is_final_name("wave – iteration 3/40") and not is_final_name("Impasto – wave")
     opts = refinement_options(options_from_settings({"size": 128, "iterations": 40}))
     assert (opts.size, opts.init, opts.stroke_scale, opts.iterations) == (None, "image", "fine", 20)
+
+
+# -- the estimate line before a run --------------------------------------------------------
+def test_estimate_lines_say_time_size_and_memory_or_why_not():
+    info = {
+        "width": 1024,
+        "height": 768,
+        "scales": [{"tile": None}, {"tile": 512}],
+        "memory_estimate": 1.4 * 2**30,
+        "memory_budget": 3 * 2**30,
+        "seconds": 130.0,
+        "speed_measured": True,
+    }
+    assert estimate_text(info) == "About 2:10 · 1024×768 px · peak 1.4 GB of 3.0 GB · in tiles"
+    first = estimate_text({**info, "speed_measured": False, "scales": []})
+    assert first.startswith("About 2:10 (first run: rough estimate) · ")
+    refusal = ImpastoError(
+        "a 5000x4000 picture needs more memory than this CPU's budget of 3.0 GB allows; ask "
+        "for 3520 px or less on the long edge, or raise the budget",
+        errors.TOO_LARGE_FOR_DEVICE,
+    )
+    assert estimate_error_text(refusal) == "Too large for this machine: ask for 3520 px or less"
+
+
+def test_the_estimate_watch_asks_the_daemon_once_the_settings_settle(daemon):
+    """Requests in a burst (a size being typed) cost one estimate, of the last settings;
+    the line is the daemon's plan, and a refusal or bad settings show at once."""
+    asked = []
+
+    def ask(*wanted):
+        asked.append(wanted)
+        return ask_estimate(*wanted)
+
+    watch = EstimateWatch(delay=0.2, ask=ask)
+    for size in (16, 32, 48):
+        watch.request(daemon.endpoint, 640, 480, options_from_settings({"size": size}))
+    assert watch.text == "Estimating…"
+    deadline = time.monotonic() + 60
+    while watch.busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [w[3].size for w in asked] == [48]
+    assert watch.text.startswith("About ") and "48×36 px" in watch.text, watch.text
+
+    watch.request(daemon.endpoint, 640, 480, options_from_settings({"size": 48}))
+    assert not watch.busy and "48×36 px" in watch.text  # the same settings: no new request
+    try:
+        options_from_settings({"iterations": "many"})
+    except ImpastoError as exc:
+        watch.request(daemon.endpoint, 640, 480, exc)
+    assert watch.text.startswith("No estimate: option 'iterations'")

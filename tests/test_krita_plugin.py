@@ -353,6 +353,9 @@ def test_the_dialog_puts_frames_on_the_timeline(
     spec["options"].update(placement="animation", frames=2)
     facts = _run(krita_home, spec, tmp_path)
     assert facts["dialog_error"] is None
+    # before the run: the daemon's estimate for the layer (96x72) at the chosen 64 px
+    assert facts["estimate_text"].startswith("About "), facts["estimate_text"]
+    assert "64×48 px · peak " in facts["estimate_text"], facts["estimate_text"]
     assert facts["status_after"].endswith("added 3 keyframes"), facts["status_after"]
     kra = read_kra(tmp_path / "out" / "result.kra")
     node = kra.find(GROUP)

@@ -274,6 +274,40 @@ def test_fuzzed_messages_only_ever_raise_protocol_errors():
     assert outcomes["refused"] > 1000 and outcomes["ok"] > 10, outcomes
 
 
+# -- estimate: a job's plan before it is submitted ---------------------------------------
+def estimate_frames(**overrides):
+    fields = {"req": 7, "options": {"size": 64}, "width": 640, "height": 480, "n_styles": 2}
+    fields.update(overrides)
+    return protocol.encode(protocol.ESTIMATE, fields)
+
+
+def test_an_estimate_and_its_reply_round_trip():
+    msg = protocol.decode(estimate_frames())
+    assert msg.type == protocol.ESTIMATE and msg.req == 7
+    assert (msg["width"], msg["height"], msg["n_styles"]) == (640, 480, 2)
+    assert msg["options"] == {"size": 64}
+    assert protocol.decode(estimate_frames(n_styles=None))["n_styles"] is None  # default 1
+    info = {"width": 64, "height": 48, "scales": [{"width": 64, "tile": None}], "seconds": 2.5}
+    reply = protocol.encode(protocol.ESTIMATE_REPLY, {"req": 7, "info": info})
+    assert protocol.decode(reply, protocol.REPLIES)["info"] == info
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"width": 0}, {"height": "480"}, {"options": [1]}, {"n_styles": 99}, {"width": None}],
+)
+def test_a_malformed_estimate_is_a_bad_message(change):
+    refused(estimate_frames(**change))
+
+
+def test_an_estimate_over_the_pixel_limit_is_refused_as_a_submit_would_be():
+    error = refused(
+        estimate_frames(width=4000, height=3000), errors.IMAGE_TOO_LARGE, max_pixels=10**6
+    )
+    assert "4000x3000" in str(error) and error.req == 7
+    protocol.decode(estimate_frames(width=1000, height=1000), max_pixels=10**6)
+
+
 # -- sequences ------------------------------------------------------------------------
 def sequence_submit(n_frames=3, frame=(4, 3, 3, 8), **overrides):
     """A sequence submit: ``n_frames`` content frames, then one style."""

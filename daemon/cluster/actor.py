@@ -24,6 +24,8 @@ import ray
 from impasto.daemon.backend import DONE, FAILED, Task
 from impasto.daemon.engine.types import CancelToken
 from impasto.daemon.worker import Worker
+from impasto.shared.errors import ImpastoError
+from impasto.shared.options import JobOptions
 
 log = logging.getLogger("impasto.daemon.cluster.actor")
 
@@ -73,6 +75,17 @@ class EngineActor:
                 return False
         task.cancel.cancel()
         return True
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def estimate(
+        self, options: JobOptions, height: int, width: int, n_styles: int
+    ) -> tuple[str, Any]:
+        """("ok", the engine's plan) or (error code, message): a job's plan from this
+        actor's warm engine and its measured speed, beside a running job."""
+        try:
+            return "ok", self.worker.estimate(options, height, width, n_styles)
+        except ImpastoError as exc:
+            return exc.code, str(exc)
 
     @ray.method(concurrency_group=JOB_GROUP, num_returns="streaming")
     def run(self, spec: dict[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -23,8 +23,8 @@ import ray
 from ray.exceptions import ActorDiedError, ObjectLostError, RayActorError
 
 from impasto.daemon.backend import CHECKPOINT, DONE, FAILED, PROGRESS, READY, STARTED, Report, Task
-from impasto.shared.errors import CANCELLED, INTERNAL, ImpastoError
-from impasto.shared.options import DEFAULT_MAX_PIXELS
+from impasto.shared.errors import CANCELLED, INTERNAL, TIMEOUT, ImpastoError
+from impasto.shared.options import DEFAULT_MAX_PIXELS, JobOptions
 from impasto.shared.rawimage import RawImage
 
 from . import placement
@@ -38,6 +38,7 @@ NAMESPACE = "impasto"
 ACTOR_RESTARTS = 3  # Ray restarts a crashed actor (OOM kill, node lost) this many times
 JOB_ATTEMPTS = 3  # a job whose actor dies runs again elsewhere, at most this many times
 READY_TIMEOUT_S = 600.0  # loading VGG19 on a cold node, or a restart, can take minutes
+ESTIMATE_TIMEOUT_S = 30.0  # an actor plans a job in milliseconds; a new model in seconds
 
 Checkpoint = tuple[int, RawImage]  # (iteration, image), as in a CHECKPOINT report
 
@@ -178,6 +179,27 @@ class RayBackend:
                     slot.job, slot.started = None, False
                     slot.done += 1
                     self._take_backlog(slot)
+
+    def estimate(self, options: JobOptions, height: int, width: int, n_styles: int) -> dict:
+        """Asks a ready actor (an idle one first) for its plan of such a job: the
+        speed that actor measured, its device's budget. Blocks: call it off the loop."""
+        with self._lock:
+            why = self._unusable()
+            ready = [s for s in self.slots if s.state == placement.READY]
+            slot = next((s for s in ready if s.job is None), ready[0] if ready else None)
+        if why is not None:
+            raise ImpastoError(why, INTERNAL)
+        if slot is None:
+            raise ImpastoError("no Ray actor is ready yet; try again in a moment", TIMEOUT)
+        try:
+            ref = slot.handle.estimate.remote(options, height, width, n_styles)
+            code, answer = ray.get(ref, timeout=ESTIMATE_TIMEOUT_S)
+        except Exception as exc:  # the actor died or did not answer in time
+            why = f"Ray actor {slot.name} gave no estimate: {exc}".splitlines()[0]
+            raise ImpastoError(why, TIMEOUT) from None
+        if code != "ok":
+            raise ImpastoError(answer, code)
+        return {**answer, "device": f"{slot.name}: {answer.get('device', '')}"}
 
     def busy(self) -> bool:
         with self._lock:

@@ -32,14 +32,16 @@ def _result(procedure, status, message: str | None = None):
     return procedure.new_return_values(status, error)
 
 
-def _show_dialog(procedure, config) -> bool:
+def _show_dialog(procedure, config, image=None, drawable=None) -> bool:
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi, Gtk
 
     GimpUi.init(args.PROCEDURE_NAME)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
     hint = dialog.get_label("impasto-hint", args.NO_STYLE_HINT, False, False)
+    estimate = dialog.get_label(args.ESTIMATE_LABEL, "", False, False)
     _fill_grouped(dialog)
+    shown = _watch_estimate(estimate, config, image, drawable)
 
     def need_a_style(*_ignored) -> None:  # OK only once there is a style image
         ready = bool(args.style_paths(config))
@@ -56,8 +58,43 @@ def _show_dialog(procedure, config) -> bool:
     if probe:
         GLib.timeout_add(1000, _probe_dialog, dialog, config, probe)
     accepted = dialog.run()
+    if shown is not None:
+        GLib.source_remove(shown)
     dialog.destroy()
     return accepted
+
+
+_ESTIMATE: dict = {}  # the dialog's EstimateWatch, for the probe
+
+
+def _watch_estimate(label, config, image, drawable) -> int | None:
+    """The line under "Size and quality" saying what a run would take: the shared
+    EstimateWatch asks the daemon in a thread when an argument it depends on changes,
+    a GLib timer shows the answer. Returns the timer's id (None: nothing to estimate,
+    or no client in GIMP's Python, which the run itself reports)."""
+    if image is None or drawable is None:
+        return None
+    try:
+        import impasto_gimp_job as job
+
+        from impasto.plugin.hostjob import EstimateWatch
+    except ImportError:
+        return None
+    watch = EstimateWatch()
+    _ESTIMATE["watch"] = watch
+
+    def ask(*_ignored) -> None:
+        watch.request(*job.estimate_request(image, drawable, config))
+
+    def show() -> bool:
+        label.set_text(watch.text)
+        return True
+
+    for name in args.ESTIMATE_ARGUMENTS:
+        config.connect(f"notify::{name}", ask)
+    ask()
+    show()
+    return GLib.timeout_add(150, show)
 
 
 def _fill_grouped(dialog) -> None:
@@ -92,6 +129,10 @@ DIALOG_PROBE_ENV = "IMPASTO_GIMP_DIALOG_PROBE"
 def _probe_dialog(dialog, config, script_path: str) -> bool:
     from gi.repository import Gdk, GimpUi, Gio, Gtk
 
+    watch = _ESTIMATE.get("watch")
+    _ESTIMATE["waited"] = _ESTIMATE.get("waited", 0) + 1
+    if watch is not None and watch.busy and _ESTIMATE["waited"] < 60:
+        return True  # the estimate line is on its way: look again in a second
     with open(script_path) as src:
         script = json.load(src)
     ok = dialog.get_widget_for_response(Gtk.ResponseType.OK)
@@ -156,7 +197,10 @@ def _not_one_layer(drawables) -> str | None:
 
 def run(procedure, run_mode, image, drawables, config, _data):
     """The procedure's body: dialog (interactive only), job, layers, one undo group."""
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config):
+    drawable = drawables[0] if len(drawables) == 1 else None
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(
+        procedure, config, image, drawable
+    ):
         return _result(procedure, Gimp.PDBStatusType.CANCEL)
     all_frames = config.get_property("all-frames")  # every top-level layer, not the selected
     if not all_frames:

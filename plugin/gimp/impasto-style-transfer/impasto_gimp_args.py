@@ -26,6 +26,19 @@ MENU_LABEL = "Neural Style Transfer…"
 PLACEMENTS = ("group", "animation")
 NO_STYLE_HINT = "Choose a style image to start."
 ADVANCED = "Advanced"
+ESTIMATE_LABEL = "impasto-estimate"  # the time and memory line (hostjob.EstimateWatch)
+# The arguments an estimate depends on: a change asks again.
+ESTIMATE_ARGUMENTS = (
+    "size",
+    "stroke-scale",
+    "refine-preview",
+    "quality",
+    "iterations",
+    "endpoint",
+    "style-file",
+    "style-file-2",
+    "more-style-files",
+)
 # The dialog's layout, as GIMP's own filters group theirs: what to paint with first,
 # then size and quality, the frames, and the raw numbers folded away.
 DIALOG_GROUPS = (
@@ -42,7 +55,15 @@ DIALOG_GROUPS = (
     ),
     (
         "Size and quality",
-        ["size", "stroke-scale", "refine-preview", "quality", "iterations", "feather"],
+        [
+            "size",
+            "stroke-scale",
+            "refine-preview",
+            "quality",
+            "iterations",
+            "feather",
+            ESTIMATE_LABEL,
+        ],
     ),
     ("Frames", ["frames", "placement", "frame-delay", "all-frames"]),
     (

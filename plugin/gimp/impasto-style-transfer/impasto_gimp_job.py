@@ -84,6 +84,23 @@ def _run_job(job: HostJob) -> None:
         raise ImpastoError("the daemon sent no image back", BAD_IMAGE)
 
 
+def estimate_request(image: Gimp.Image, drawable: Gimp.Drawable, config: Gimp.ProcedureConfig):
+    """What the dialog's estimate line asks about: (endpoint, width, height, options or
+    the ImpastoError the settings make, number of styles), for ``EstimateWatch.request``."""
+    endpoint = config.get_property("endpoint") or None
+    n_styles = max(1, len(args.style_paths(config)))
+    region = layers.selection_region(image, drawable)
+    try:
+        if region is None:
+            raise ImpastoError("the selection does not touch the layer", BAD_OPTIONS)
+        options = options_from_settings(args.settings_from_config(config))
+        if config.get_property("refine-preview"):
+            options = refinement_options(options)
+    except ImpastoError as exc:
+        return endpoint, 0, 0, exc, n_styles
+    return endpoint, region.width, region.height, options, n_styles
+
+
 def _prepare(config: Gimp.ProcedureConfig):
     """Style files, their pixels, the options and a client, checked before anything runs."""
     style_files = args.style_paths(config)

@@ -77,21 +77,32 @@ def _grey_to_rgba(width: int, height: int, bits: int, data: bytes) -> RawImage:
     return RawImage(width, height, 4, bits, bytes(out))
 
 
-def layer_region(doc: Any, node: Any) -> tuple[Region, bytes | None]:
-    """The layer's pixels on the canvas, cut to the selection's bounding box if any.
-
-    Returns the region and the selection's 8-bit coverage inside it (None = no selection).
-    """
+def region_rect(doc: Any, node: Any) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the layer's pixels on the canvas, cut to the selection's
+    bounding box if any: what a run stylises, without reading a pixel."""
+    if doc is None or node is None:
+        raise ImpastoError("open an image and choose a layer first", BAD_IMAGE)
     rect = node.bounds().intersected(QRect(0, 0, doc.width(), doc.height()))
     if rect.isEmpty():
         raise ImpastoError(f"layer '{node.name()}' is empty: nothing to stylise", BAD_IMAGE)
-    coverage = None
     selection = doc.selection()
     if selection is not None and selection.width() > 0 and selection.height() > 0:
         box = QRect(selection.x(), selection.y(), selection.width(), selection.height())
         rect = rect.intersected(box)
         if rect.isEmpty():
             raise ImpastoError(f"the selection does not touch layer '{node.name()}'", BAD_IMAGE)
+    return rect.x(), rect.y(), rect.width(), rect.height()
+
+
+def layer_region(doc: Any, node: Any) -> tuple[Region, bytes | None]:
+    """The layer's pixels on the canvas, cut to the selection's bounding box if any.
+
+    Returns the region and the selection's 8-bit coverage inside it (None = no selection).
+    """
+    rect = QRect(*region_rect(doc, node))
+    coverage = None
+    selection = doc.selection()
+    if selection is not None and selection.width() > 0 and selection.height() > 0:
         coverage = bytes(selection.pixelData(rect.x(), rect.y(), rect.width(), rect.height()))
         if not any(coverage):
             raise ImpastoError("the selection is empty", BAD_IMAGE)

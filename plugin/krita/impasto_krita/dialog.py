@@ -22,16 +22,18 @@ from impasto.plugin.hostjob import (
     STROKE_SCALE_TOOLTIP,
     UNREACHABLE,
     ConnectionWatch,
+    EstimateWatch,
     describe_error,
     format_eta,
     is_result_name,
+    options_from_settings,
 )
 from impasto.shared import paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
 
 from . import qtimage
-from .adapter import PLACEMENTS, KritaRun
+from .adapter import PLACEMENTS, KritaRun, region_rect
 from .animation import KritaAnimationRun, is_animated_paint_layer
 from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
@@ -164,6 +166,10 @@ class StyleTransferDialog(QDialog):
         self.state_timer = QTimer(self)  # shows the watch's answer once the thread has it
         self.state_timer.setInterval(250)
         self.state_timer.timeout.connect(self._show_connection)
+        self.estimator = EstimateWatch()  # the time and memory line, asked in a thread
+        self.estimate_timer = QTimer(self)  # shows its answer once the thread has it
+        self.estimate_timer.setInterval(150)
+        self.estimate_timer.timeout.connect(self._show_estimate)
         saved = self._load_settings()
         self.recent_files: list[str] = saved.pop("recent_files", [])
         self._build(saved)
@@ -242,6 +248,13 @@ class StyleTransferDialog(QDialog):
         )
         form.addRow(self.whole_animation)
         root.addLayout(form)
+        self.estimate = QLabel()
+        self.estimate.setWordWrap(True)
+        self.estimate.setToolTip(
+            "What a run with these settings would take on the daemon's machine: time "
+            "(from its last job's speed) and peak memory against its budget"
+        )
+        root.addWidget(self.estimate)
 
         self.advanced = QGroupBox("Advanced")
         self.advanced.setCheckable(True)
@@ -306,6 +319,14 @@ class StyleTransferDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.close)
         root.addWidget(buttons)
+        for signal in (
+            self.size.valueChanged,
+            self.iterations.valueChanged,
+            self.quality.currentIndexChanged,
+            self.stroke_scale.currentIndexChanged,
+            self.endpoint.textChanged,
+        ):
+            signal.connect(self._ask_estimate)
 
     def add_style_row(self, value: Any = None) -> StyleRow:
         row = StyleRow(self)
@@ -507,12 +528,14 @@ class StyleTransferDialog(QDialog):
     # -- the daemon's state -----------------------------------------------------------------
     def showEvent(self, event) -> None:
         self._check_daemon()
+        self._ask_estimate()
         self.recheck.start()
         super().showEvent(event)
 
     def hideEvent(self, event) -> None:
         self.recheck.stop()
         self.state_timer.stop()
+        self.estimate_timer.stop()
         super().hideEvent(event)
 
     def _check_daemon(self) -> None:
@@ -529,6 +552,31 @@ class StyleTransferDialog(QDialog):
         self.watch.check(endpoint)
         self.state_timer.start()
         self._show_connection()
+
+    # -- the estimate before a run ----------------------------------------------------------
+    def _ask_estimate(self, *_changed: Any) -> None:
+        """Ask (in the background, debounced) what these settings would take on the
+        active layer; called on every change of size, iterations or stroke scale."""
+        doc = Krita.instance().activeDocument()
+        node = doc.activeNode() if doc is not None else None
+        settings = self.settings()
+        try:
+            endpoint = paths.check_endpoint(settings["endpoint"] or paths.default_endpoint())
+            width, height = region_rect(doc, node)[2:]
+            options: Any = options_from_settings(settings)
+        except ImpastoError as exc:
+            options, endpoint, width, height = exc, None, 0, 0
+        except ValueError:  # an endpoint being typed
+            self.estimate.setText("")
+            return
+        self.estimator.request(endpoint, width, height, options, max(1, len(settings["styles"])))
+        self.estimate_timer.start()
+        self._show_estimate()
+
+    def _show_estimate(self) -> None:
+        self.estimate.setText(self.estimator.text)
+        if not self.estimator.busy:
+            self.estimate_timer.stop()
 
     def _show_connection(self) -> None:
         if self.run is not None:
