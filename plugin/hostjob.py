@@ -12,6 +12,7 @@ and reads the status fields.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -24,11 +25,12 @@ from pathlib import PurePath
 from typing import Any
 
 from impasto.plugin import daemonctl
-from impasto.plugin.client import Accepted, Event, Failed, Progress, Result
+from impasto.plugin.client import Accepted, Event, Failed, FrameDone, Progress, Result
 from impasto.shared import errors, paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.options import DEFAULT_MAX_PIXELS, JobOptions, OptionsError
 from impasto.shared.rawimage import RawImage
+from impasto.shared.sequence import SequenceOptions
 
 # What a dialog offers, under the CLI's option names. Editors start from this and
 # persist whatever the artist changed. ``size`` None keeps the layer's own size.
@@ -64,6 +66,9 @@ STROKE_SCALE_TOOLTIP = (
     "(big, loose strokes; the layout may melt); auto: one scale up to 768 px, a "
     "coarse-to-fine start above. A coarser start gives bigger strokes."
 )
+
+# Settings of an animation run (SequenceOptions); a still run passes over them.
+SEQUENCE_SETTINGS = frozenset(f.name for f in dataclasses.fields(SequenceOptions))
 
 # Other spellings people (and the CLI's flags) use for an option.
 SETTING_ALIASES = {
@@ -108,11 +113,14 @@ MAX_PROGRESS_FRAMES = MAX_ENGINE_FRAMES - 1
 # -- settings ---------------------------------------------------------------------------
 _ORIGINAL_SIZE = ("0", "original", "full", "layer")
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(JobOptions)}
+_SEQUENCE_TYPES = {f.name: str(f.type) for f in dataclasses.fields(SequenceOptions)}
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLEAN_WORDS |= {"false": False, "no": False, "off": False, "0": False}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, types: dict[str, str] = _FIELD_TYPES) -> Any:
     """Turn a stored setting (often a string from a config file) into the field's type."""
-    kind = _FIELD_TYPES[name]
+    kind = types[name]
     if name == "size" and str(value).strip().lower() in _ORIGINAL_SIZE:
         return None  # the CLI's "--size original": keep the layer's size
     if not isinstance(value, str):
@@ -120,6 +128,8 @@ def _coerce(name: str, value: Any) -> Any:
     text = value.strip()
     if "None" in kind and text.lower() in ("", "none", "auto", "default"):
         return None
+    if kind == "bool" and text.lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[text.lower()]
     try:
         if kind.startswith("int"):
             return int(text)
@@ -150,7 +160,7 @@ def options_from_settings(settings: dict[str, Any] | None = None) -> JobOptions:
         for key, value in source.items():
             name = str(key).replace("-", "_")
             name = SETTING_ALIASES.get(name, name)
-            if name in HOST_SETTINGS:
+            if name in HOST_SETTINGS or name in SEQUENCE_SETTINGS:
                 continue
             if name not in _FIELD_TYPES:
                 raise ImpastoError(f"option '{key}': unknown option", errors.BAD_OPTIONS)
@@ -164,6 +174,20 @@ def options_from_settings(settings: dict[str, Any] | None = None) -> JobOptions:
         raise ImpastoError(str(exc), errors.BAD_OPTIONS) from None
     except TypeError as exc:  # a value of a type the dataclass cannot take
         raise ImpastoError(f"bad option value: {exc}", errors.BAD_OPTIONS) from None
+
+
+def sequence_options_from_settings(settings: dict[str, Any] | None = None) -> SequenceOptions:
+    """SequenceOptions from the animation settings among ``settings`` (temporal_weight,
+    warm_iterations, flow, independent; "-" or "_" spelt); the others are passed over."""
+    picked = {}
+    for key, value in (settings or {}).items():
+        name = str(key).replace("-", "_")
+        if name in SEQUENCE_SETTINGS:
+            picked[name] = _coerce(name, value, _SEQUENCE_TYPES)
+    try:
+        return SequenceOptions.from_dict(picked)
+    except OptionsError as exc:
+        raise ImpastoError(str(exc), errors.BAD_OPTIONS) from None
 
 
 # -- names ------------------------------------------------------------------------------
@@ -533,12 +557,14 @@ class EstimateWatch:
 # -- the job ----------------------------------------------------------------------------
 @dataclass
 class JobFrame:
-    """One image to insert as a layer: a progress frame or (last) the final image."""
+    """One image to insert as a layer: a progress frame or (last) the final image; in an
+    animation run, one finished frame and ``key``, the source frame it stylises."""
 
     label: str
     iteration: int
     image: RawImage
     final: bool = False
+    key: Any = None
 
 
 class HostJob:
@@ -767,18 +793,19 @@ class HostJob:
             self.connection = CONNECTED
             info = self.client.status()
             self._model_loading = not info.get("model_loaded", True)
-            content = self._read_content(int(info.get("max_pixels") or DEFAULT_MAX_PIXELS))
-            self.job_id = self.client.submit(
-                content, self.styles, self.options, init_image=self.init_image
-            )
+            self.job_id = self._send(int(info.get("max_pixels") or DEFAULT_MAX_PIXELS))
         except ImpastoError as exc:
             self._fail(exc)
             return
         self.status_text = self._waiting_text()
 
-    def _read_content(self, max_pixels: int) -> RawImage:
+    def _send(self, max_pixels: int) -> str:
+        """Read what the job needs at the size it works at and submit it; the job id."""
+        content = self._read_content(self.content, max_pixels)
+        return self.client.submit(content, self.styles, self.options, init_image=self.init_image)
+
+    def _read_content(self, source: RawImage | ContentSource, max_pixels: int) -> RawImage:
         """The content at the size the job works at, checked against the daemon's limit."""
-        source = self.content
         width, height = work_size(source.width, source.height, self.options.size, max_pixels)
         self.options = region_options(self.options, source.width, source.height)
         if isinstance(source, ContentSource):
@@ -847,11 +874,7 @@ class HostJob:
         self.done = True
 
     def _keep(self, frame: JobFrame) -> None:
-        image = frame.image
-        if not isinstance(image.data, bytes):  # the client hands out zero-copy views
-            frame.image = RawImage(
-                image.width, image.height, image.channels, image.depth, bytes(image.data)
-            )
+        frame.image = _own(frame.image)
         self.frames.append(frame)
 
     def _label(self, iteration: int, final: bool) -> str:
@@ -867,6 +890,188 @@ class HostJob:
         self.done = True
         self.connection = _STATE_OF_ERROR.get(exc.code, self.connection)
         self.status_text = "Failed: " + exc.message
+
+
+class SequenceHostJob(HostJob):
+    """Drives one animation through the daemon as a single sequence job, so every frame
+    after the first starts from its predecessor (temporally stable; see
+    docs/ARCHITECTURE.md, "Animations").
+
+    ``frames``: (key, picture) per source frame in playback order, where the key is
+    whatever the editor names a frame by (Krita: the keyframe's time; GIMP: the frame
+    layer). Consecutive identical pictures (holds) are sent once and their result goes
+    to every key. Each finished frame is handed to ``on_frame(key, image)`` the moment
+    it arrives (at the working size, the source's alpha restored), so a cancel keeps
+    everything already written; ``frames`` holds one ``JobFrame`` per key written.
+    The connection, daemon start, cancel and errors are ``HostJob``'s.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        frames: list[tuple[Any, RawImage | ContentSource]],
+        styles: list[RawImage],
+        options: JobOptions,
+        sequence: SequenceOptions | None = None,
+        on_frame: Callable[[Any, RawImage], Any] | None = None,
+        style_name: str = "style",
+        **kwargs: Any,
+    ):
+        if not frames:
+            raise ImpastoError("the animation has no frames to stylise", errors.BAD_IMAGE)
+        sizes = {(picture.width, picture.height) for _, picture in frames}
+        if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+            raise ImpastoError(
+                f"the animation's frames differ in size ({listed}); they must all be one size",
+                errors.BAD_IMAGE,
+            )
+        # Progress pictures of single frames would only cost bandwidth: the finished
+        # frames are the results.
+        super().__init__(
+            client, frames[0][1], styles, options.replace(frames=0), style_name, **kwargs
+        )
+        self.sources = list(frames)
+        self.sequence = sequence or SequenceOptions()
+        self.on_frame = on_frame
+        self.n_frames = len(frames)  # frames sent, once holds are merged
+        self.frame_index = 0
+        self.sent: list[RawImage] = []  # the pictures sent, at the working size
+        self.keys: list[list[Any]] = []  # per sent frame, the source frames it stands for
+        self.finished: set[int] = set()
+        self._frame_started = time.monotonic()
+        self._warm_seconds: list[float] = []  # wall time of each finished warm frame
+
+    @property
+    def can_refine(self) -> bool:
+        return False  # an animation is rendered at its size in one go
+
+    def _send(self, max_pixels: int) -> str:
+        self.sent, self.keys = [], []
+        for key, source in self.sources:
+            picture = self._read_content(source, max_pixels)
+            if self.sent and _same_picture(picture, self.sent[-1]):
+                self.keys[-1].append(key)  # a hold: the previous frame's result again
+                continue
+            self.sent.append(picture)
+            self.keys.append([key])
+        self.n_frames = len(self.sent)
+        if self.n_frames == 1:  # one picture (held throughout): a still job
+            job_id = self.client.submit(self.sent[0], self.styles, self.options)
+        else:
+            job_id = self.client.submit_sequence(
+                self.sent, self.styles, self.options, self.sequence
+            )
+        self._frame_started = time.monotonic()
+        return job_id
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, FrameDone):
+            self._deliver(event.index, event.image, warm=bool(event.warm))
+        else:
+            super()._handle(event)
+
+    def _on_progress(self, event: Progress) -> None:
+        index = event.frame_index or 0
+        self.frame_index = index
+        self.iteration = int(event.iteration)
+        self.total = int(event.total) or self.total
+        within = min(1.0, self.iteration / max(1, self.total))
+        self.fraction = min(1.0, (len(self.finished) + within) / max(1, self.n_frames))
+        self.eta = self._sequence_eta(event)
+        self.losses = dict(event.losses or {})
+        text = f"Frame {index + 1} of {self.n_frames} · iteration {self.iteration}/{self.total}"
+        if self.eta is not None and not self.cancel_requested:
+            text += f" · about {format_eta(self.eta)} left"
+        self.status_text = "Cancelling… " + text if self.cancel_requested else text
+
+    def _sequence_eta(self, event: Progress) -> float | None:
+        """This frame's ETA plus the frames after it: as long as the warm frames took so
+        far, else this frame's pace over a warm frame's iterations."""
+        if event.eta is None:
+            return None
+        later = self.n_frames - self.frame_index - 1
+        if later <= 0:
+            return event.eta
+        if self._warm_seconds:
+            per_frame = sum(self._warm_seconds) / len(self._warm_seconds)
+        else:
+            pace = (time.monotonic() - self._frame_started) / max(1, self.iteration)
+            first = self.frame_index == 0 and not self.sequence.independent
+            per_frame = pace * (self.sequence.warm_budget(self.total) if first else self.total)
+        return event.eta + later * per_frame
+
+    def _deliver(self, index: int, image: RawImage, warm: bool = False) -> None:
+        """A finished frame: restore its alpha, hand it to the editor for every key."""
+        if index in self.finished or not 0 <= index < len(self.keys):
+            return
+        now = time.monotonic()
+        if warm:
+            self._warm_seconds.append(now - self._frame_started)
+        self._frame_started = now
+        image = _own(image)
+        sent = self.sent[index]
+        if (image.width, image.height) == (sent.width, sent.height):
+            image = restore_alpha(image, sent)
+        self.finished.add(index)
+        self.fraction = len(self.finished) / max(1, self.n_frames)
+        label = f"{self.style_name} – frame {index + 1}/{self.n_frames}"
+        for key in self.keys[index]:
+            self.frames.append(JobFrame(label, self.iteration, image, key=key))
+            if self.on_frame is None:
+                continue
+            try:
+                self.on_frame(key, image)
+            except ImpastoError as exc:  # the editor could not write it: stop the job
+                self._abandon(exc)
+                return
+        done = len(self.finished)
+        self.status_text = f"Frame {index + 1} of {self.n_frames} done ({done} finished)"
+
+    def _abandon(self, exc: ImpastoError) -> None:
+        job_id = self.job_id
+        self._fail(exc)
+        if job_id is not None:
+            with contextlib.suppress(ImpastoError):  # the daemon may be gone too
+                self.client.cancel(job_id)
+
+    def _on_result(self, event: Result) -> None:
+        self.result = event
+        self.cancelled = bool(event.cancelled)
+        finished = int(event.frames)
+        if self.n_frames == 1:  # a still job: its image is the frame, unless cancelled
+            finished = 0 if self.cancelled else 1
+        if finished > 0:  # its image is the last finished frame, should that have been lost
+            self._deliver(finished - 1, event.image)
+        if self.done:  # the editor failed to write it
+            return
+        self.done = True
+        self.eta = 0.0
+        written = _count(len(self.frames), "frame")
+        if self.cancelled:
+            self.status_text = (
+                f"Cancelled after {len(self.finished)} of {self.n_frames}; kept {written}"
+            )
+        else:
+            self.fraction = 1.0
+            took = f" in {event.elapsed:.1f} s" if isinstance(event.elapsed, int | float) else ""
+            self.status_text = f"Done: {written}{took}"
+
+
+def _same_picture(a: RawImage, b: RawImage) -> bool:
+    return (a.width, a.height, a.channels, a.depth) == (
+        b.width,
+        b.height,
+        b.channels,
+        b.depth,
+    ) and (bytes(a.data) == bytes(b.data))
+
+
+def _own(image: RawImage) -> RawImage:
+    """A copy holding its own bytes: the client hands out zero-copy views."""
+    if isinstance(image.data, bytes):
+        return image
+    return RawImage(image.width, image.height, image.channels, image.depth, bytes(image.data))
 
 
 def _count(n: int, noun: str) -> str:

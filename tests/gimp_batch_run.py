@@ -48,6 +48,19 @@ def prepare(case, image):
     return layer
 
 
+def make_animation(image, offsets):
+    """Turn the loaded image into an animation: one frame layer "Frame k (100ms)" per
+    offset (a copy of the picture moved right by it), the first frame at the bottom."""
+    base = image.get_layers()[0]
+    for k, dx in enumerate(offsets, start=1):
+        frame = base if k == 1 else base.copy()
+        if k > 1:
+            image.insert_layer(frame, None, 0)  # later frames go on top
+        frame.set_name(f"Frame {k} (100ms)")
+        frame.set_offsets(dx, 0)
+    return base
+
+
 def run_case(case, settings):
     if case.get("new_image"):
         width, height = case["new_image"]
@@ -59,6 +72,8 @@ def run_case(case, settings):
     else:
         image = load(case["source"])
         layer = prepare(case, image)
+        if case.get("animation"):
+            layer = make_animation(image, case["animation"])
         if case.get("save_source"):
             save(image, case["save_source"])
     procedure = Gimp.get_pdb().lookup_procedure(PROCEDURE)

@@ -23,6 +23,7 @@ from krita import Extension, Krita, Selection
 _QT = f"PyQt{getattr(pykrita, 'qt_major_version', lambda: 5)()}"
 QEventLoop = importlib.import_module(_QT + ".QtCore").QEventLoop
 QTimer = importlib.import_module(_QT + ".QtCore").QTimer
+QByteArray = importlib.import_module(_QT + ".QtCore").QByteArray
 QApplication = importlib.import_module(_QT + ".QtWidgets").QApplication
 
 SPEC = os.environ.get("IMPASTO_KRITA_SPEC", "")
@@ -95,6 +96,8 @@ def _scenario(spec, facts, out_dir):
         doc.resizeImage(0, 0, w, h)
         doc.waitForDone()
     doc.setActiveNode(node)
+    if spec.get("animate"):
+        _animate(doc, node, spec["animate"], facts)
     if spec.get("selection"):
         x, y, w, h = spec["selection"]
         sel = Selection()
@@ -148,10 +151,15 @@ def _scenario(spec, facts, out_dir):
             def progress(job):
                 updates.append(job.status_text)
                 updates_jobs.append(job)
+                seen = facts.setdefault("frame_texts", [])
+                if job.status_text.startswith("Frame ") and len(seen) < 20:
+                    seen.append(job.status_text)
 
-            facts["created"] = adapter.stylize_active_layer(
-                styles, on_progress=progress, **spec["options"]
-            )
+            if spec.get("entry") == "stylize_animation":
+                from impasto_krita.animation import stylize_animation as entry
+            else:
+                entry = adapter.stylize_active_layer
+            facts["created"] = entry(styles, on_progress=progress, **spec["options"])
             facts["progress_updates"] = len(updates)
             facts["job_options"] = _options_seen(updates_jobs)
             facts["progress_texts"] = updates[:2] + updates[-2:]
@@ -167,6 +175,29 @@ def _scenario(spec, facts, out_dir):
             facts["error"] = {"type": type(exc).__name__, "message": str(exc)}
             facts["error_code"] = getattr(exc, "code", None)
     return doc, node
+
+
+def _animate(doc, node, times, facts):
+    """Make the source an animated layer with a keyframe at each of ``times`` (holds in
+    between), its picture panned 3 px to the right per frame (rows wrap around)."""
+    app = Krita.instance()
+    w, h = doc.width(), doc.height()
+    row = 4 * w  # 8-bit RGBA
+    base = bytes(node.pixelData(0, 0, w, h))
+    facts["range_before"] = [doc.playBackStartTime(), doc.playBackEndTime()]
+    for t in times:
+        doc.setCurrentTime(t)
+        app.action("add_blank_frame").trigger()
+        doc.waitForDone()
+        _wait(150)
+        shift = (3 * t % w) * 4
+        rows = [base[y * row : (y + 1) * row] for y in range(h)]
+        panned = b"".join(r[row - shift :] + r[: row - shift] for r in rows)
+        node.setPixelData(QByteArray(panned), 0, 0, w, h)
+        doc.waitForDone()
+    doc.setCurrentTime(0)
+    doc.waitForDone()
+    facts["source_keys"] = [t for t in range(0, 100) if node.hasKeyframeAtTime(t)]
 
 
 def _collect(spec, facts, out_dir, doc, node):
@@ -237,7 +268,7 @@ _DIALOGS: list = []  # the dialog each dialog scenario drove
 def _run_dialog(spec, facts, out_dir):
     """The menu path: trigger the action, fill the dialog, press Stylise, wait."""
     app = Krita.instance()
-    action = app.action("impasto_style_transfer")
+    action = app.action(spec.get("action", "impasto_style_transfer"))
     facts["action_found"] = action is not None
     action.trigger()
     _wait(300)
@@ -247,6 +278,10 @@ def _run_dialog(spec, facts, out_dir):
     # Krita 5.3 (a segfault converting them to Python), 5.1.5 did not.
     _DIALOGS.append(dialog)
     facts["remembered_before"] = dialog.settings()
+    facts["animation_offered"] = [
+        dialog.whole_animation.isEnabled(),
+        dialog.whole_animation.isChecked(),
+    ]
     opts = spec["options"]
     dialog.style_rows[0].set_value(spec["styles"][0])
     dialog.size.setValue(opts.get("size") or 0)

@@ -44,9 +44,16 @@ EXPECTED_LABELS = [  # group titles and the everyday choices, in the dialog's or
     "Progress frames",
     "Frames as",
     "Frame delay (ms)",
+    "Stylise all frames (animation)",
     "Advanced",
 ]
-FOLDED = ["Raw content weight", "Raw style weight", "Daemon URL (endpoint)", "Seed (fixed if ≥ 0)"]
+FOLDED = [
+    "Raw content weight",
+    "Raw style weight",
+    "Daemon URL (endpoint)",
+    "Seed (fixed if ≥ 0)",
+    "Animation steadiness (temporal weight)",
+]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "gimp_dialog.png"
 
 

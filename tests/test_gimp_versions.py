@@ -1,9 +1,9 @@
 """The GIMP plug-in in GIMP 3.2.6 (Debian sid, Python 3.14), besides 3.0.4 (Debian 13).
 
 GIMP 3.2 keeps its plug-ins in ``GIMP/3.2`` and runs them with Python 3.14. The core
-batch tests of tests/test_gimp.py run here unchanged against that GIMP: the module's
-own ``gimp_root`` (the sid chroot, plug-in installed by the real installer) replaces
-the 3.0 one for the imported tests and their ``gimp_run`` fixture.
+batch tests of tests/test_gimp.py and the animation one run here unchanged against that
+GIMP: the module's own ``gimp_root`` (the sid chroot, plug-in installed by the real
+installer) replaces the 3.0 one for the imported tests and their fixtures.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from tests.test_gimp import (  # noqa: F401  (the fixture and tests re-run on GI
     gimp_run,
     test_frames_land_in_a_layer_group_with_alpha_kept,
     test_selection_masks_animation_frames_on_a_16_bit_offset_layer,
+)
+from tests.test_gimp_animation import (  # noqa: F401  (likewise: Stylise all frames)
+    animation_run,
+    test_all_frames_become_a_group_of_stylised_frames_with_their_timing,
 )
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]

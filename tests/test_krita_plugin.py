@@ -410,3 +410,62 @@ def test_the_dialog_refines_a_preview_at_layer_size_from_its_picture(
     # the stroke scale reached the job through the scripting entry too: it looks different
     large = rgb(f"{GROUP} #4/starry_night – final (2 iterations)")
     assert np.abs(large - from_content).mean() > 1.0
+
+
+ANIMATION_KEYS = [0, 3, 5, 9]  # with holds between them
+
+
+def _check_animation(kra, facts):
+    """The new layer has a stylised keyframe at each source keyframe's time, alone."""
+    node = kra.find(GROUP)
+    source = kra.find("Background")
+    assert [n.name for n in kra.root.children] == ["Background", GROUP]
+    assert node.nodetype == "paintlayer"
+    assert sorted(kra.keyframes(source)) == ANIMATION_KEYS
+    assert sorted(kra.keyframes(node)) == ANIMATION_KEYS  # the same frame times
+    sources = [_bgra_to_rgba(kra.frame_pixels(source, t)) for t in ANIMATION_KEYS]
+    shots = [_bgra_to_rgba(kra.frame_pixels(node, t)) for t in ANIMATION_KEYS]
+    for i, (shot, src) in enumerate(zip(shots, sources, strict=True)):
+        assert np.array_equal(shot[..., 3], src[..., 3])  # the frame's alpha is kept
+        assert np.abs(shot[..., :3].astype(int) - src[..., :3]).mean() > 2.0, i
+        for other in shots[i + 1 :]:
+            assert np.abs(shot.astype(int) - other).mean() > 0.5, i  # each frame its own
+    # the painting moves with the picture (the source pans 3 px a frame): each frame is
+    # nearer the first one moved along than the first one where it was
+    first = shots[0][..., :3].astype(int)
+    for t, shot in zip(ANIMATION_KEYS[1:], shots[1:], strict=True):
+        moved = np.roll(first, 3 * t, axis=1)
+        assert np.abs(shot[..., :3] - moved).mean() < np.abs(shot[..., :3] - first).mean(), t
+    assert kra.playback_range() == tuple(facts["range_before"])  # the range is untouched
+    return shots
+
+
+def test_stylise_animation_keeps_the_keyframe_times(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, animate=ANIMATION_KEYS)
+    spec["entry"] = "stylize_animation"
+    spec["options"].update(size=None)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["source_keys"] == ANIMATION_KEYS
+    assert facts["created"] == [GROUP]  # one animated paint layer
+    layer = next(n for n in facts["tree"] if n["name"] == GROUP)
+    assert layer["type"] == "paintlayer" and layer["animated"]
+    assert facts["active_after"] == "Background"  # the source stays the active layer
+    assert any(" of 4 · iteration" in t for t in facts["frame_texts"]), facts["frame_texts"]
+    assert facts["progress_texts"][-1].startswith("Done: 4 frames"), facts["progress_texts"]
+    _check_animation(read_kra(tmp_path / "out" / "result.kra"), facts)
+
+
+def test_the_stylise_animation_action_fills_the_timeline(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    spec = _spec(source_png, starry_night, daemon, tmp_path, animate=ANIMATION_KEYS, via="dialog")
+    spec["action"] = "impasto_stylize_animation"
+    spec["options"].update(size=0)
+    facts = _run(krita_home, spec, tmp_path)
+    assert facts["action_found"] and facts["animation_offered"] == [True, True]
+    assert facts["dialog_error"] is None
+    assert facts["status_after"].startswith("Done: 4 frames"), facts["status_after"]
+    assert facts["status_after"].endswith("added 4 keyframes"), facts["status_after"]
+    _check_animation(read_kra(tmp_path / "out" / "result.kra"), facts)

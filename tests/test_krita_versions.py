@@ -64,3 +64,11 @@ def test_dialog_runs_pumps_cancels_and_remembers(
     test_krita_plugin.test_dialog_runs_pumps_cancels_and_remembers(
         krita_home, source_png, starry_night, daemon, tmp_path
     )
+
+
+def test_the_stylise_animation_action_fills_the_timeline(
+    krita_home, source_png, starry_night, daemon, tmp_path
+):
+    test_krita_plugin.test_the_stylise_animation_action_fills_the_timeline(
+        krita_home, source_png, starry_night, daemon, tmp_path
+    )

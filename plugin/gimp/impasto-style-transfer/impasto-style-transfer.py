@@ -186,6 +186,15 @@ def _shown_labels(widget) -> list[str]:
     return labels
 
 
+def _not_one_layer(drawables) -> str | None:
+    """Why the selection cannot be stylised, or None when it is one plain layer."""
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        return "Impasto: select exactly one layer."
+    if drawables[0].is_group_layer():
+        return "Impasto: select a layer inside the group, not the group itself."
+    return None
+
+
 def run(procedure, run_mode, image, drawables, config, _data):
     """The procedure's body: dialog (interactive only), job, layers, one undo group."""
     drawable = drawables[0] if len(drawables) == 1 else None
@@ -193,18 +202,13 @@ def run(procedure, run_mode, image, drawables, config, _data):
         procedure, config, image, drawable
     ):
         return _result(procedure, Gimp.PDBStatusType.CANCEL)
-    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
-        return _result(
-            procedure, Gimp.PDBStatusType.CALLING_ERROR, "Impasto: select exactly one layer."
-        )
-    if drawables[0].is_group_layer():
-        return _result(
-            procedure,
-            Gimp.PDBStatusType.CALLING_ERROR,
-            "Impasto: select a layer inside the group, not the group itself.",
-        )
+    all_frames = config.get_property("all-frames")  # every top-level layer, not the selected
+    if not all_frames:
+        refusal = _not_one_layer(drawables)
+        if refusal is not None:
+            return _result(procedure, Gimp.PDBStatusType.CALLING_ERROR, refusal)
     try:  # the client needs pyzmq and msgpack in GIMP's own Python
-        from impasto_gimp_job import stylise
+        from impasto_gimp_job import stylise, stylise_frames
 
         from impasto.shared.errors import ImpastoError
     except ImportError as exc:
@@ -215,7 +219,10 @@ def run(procedure, run_mode, image, drawables, config, _data):
             "Run `impasto install-plugin gimp` to install it with its dependencies.",
         )
     try:
-        stylise(image, drawables[0], config)
+        if all_frames:
+            stylise_frames(image, config)
+        else:
+            stylise(image, drawables[0], config)
     except ImpastoError as exc:
         message = f"Impasto: {exc}"
     except Exception as exc:  # a bug: say what failed instead of dying without an answer

@@ -16,6 +16,7 @@ from impasto.shared.options import (
     MAX_ITERATIONS,
     MAX_SIZE,
 )
+from impasto.shared.sequence import DEFAULT_TEMPORAL_WEIGHT
 
 from gi.repository import Gimp, Gio, GObject  # isort: skip
 
@@ -64,7 +65,7 @@ DIALOG_GROUPS = (
             ESTIMATE_LABEL,
         ],
     ),
-    ("Frames", ["frames", "placement", "frame-delay"]),
+    ("Frames", ["frames", "placement", "frame-delay", "all-frames"]),
     (
         ADVANCED,
         [
@@ -72,13 +73,21 @@ DIALOG_GROUPS = (
             "content-weight",
             "tv-weight",
             "seed",
+            "temporal-weight",
             "more-style-files",
             "endpoint",
             "timeout",
         ],
     ),
 )
-DIGITS = {"style-weight": 2, "content-weight": 3, "tv-weight": 2, "timeout": 1, "feather": 1}
+DIGITS = {
+    "temporal-weight": 1,
+    "style-weight": 2,
+    "content-weight": 3,
+    "tv-weight": 2,
+    "timeout": 1,
+    "feather": 1,
+}
 RW = GObject.ParamFlags.READWRITE
 
 _CHOICE_LABELS = {
@@ -255,6 +264,25 @@ def register_arguments(procedure: Gimp.Procedure) -> None:
         200,
         RW,
     )
+    procedure.add_boolean_argument(
+        "all-frames",
+        "Stylise all _frames (animation)",
+        "Every top-level layer is an animation frame (Filters > Animation): stylise them "
+        "all, frame to frame without flicker, into a new group with one layer per frame "
+        "keeping its (NNNms) duration",
+        False,
+        RW,
+    )
+    procedure.add_double_argument(
+        "temporal-weight",
+        "Animation steadiness (temporal _weight)",
+        "How closely each frame follows the previous stylised frame where the picture "
+        "moved (0: only a warm start)",
+        0.0,
+        1000.0,
+        DEFAULT_TEMPORAL_WEIGHT,
+        RW,
+    )
     procedure.add_double_argument(
         "feather",
         "Feather selection (_px)",
@@ -326,3 +354,8 @@ def settings_from_config(config: Gimp.ProcedureConfig) -> dict:
         "frames": config.get_property("frames"),
         "seed": seed if seed >= 0 else None,
     }
+
+
+def sequence_settings_from_config(config: Gimp.ProcedureConfig) -> dict:
+    """The animation settings (SequenceOptions names) of an all-frames run."""
+    return {"temporal_weight": config.get_property("temporal-weight")}

@@ -8,6 +8,7 @@ all inside one undo group.
 from __future__ import annotations
 
 import impasto_gimp_args as args
+import impasto_gimp_frames as frames
 import impasto_gimp_layers as layers
 import impasto_gimp_pixels as pixels
 import impasto_gimp_watchdog as watchdog
@@ -18,8 +19,10 @@ from impasto.plugin.hostjob import (
     ContentSource,
     HostJob,
     Region,
+    SequenceHostJob,
     options_from_settings,
     refinement_options,
+    sequence_options_from_settings,
     styles_label,
 )
 from impasto.shared.errors import BAD_IMAGE, BAD_OPTIONS, ImpastoError
@@ -99,8 +102,8 @@ def estimate_request(image: Gimp.Image, drawable: Gimp.Drawable, config: Gimp.Pr
     return endpoint, region.width, region.height, options, n_styles
 
 
-def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfig) -> list:
-    """Run the filter on one layer; returns the inserted layers (group first)."""
+def _prepare(config: Gimp.ProcedureConfig):
+    """Style files, their pixels, the options and a client, checked before anything runs."""
     style_files = args.style_paths(config)
     if not style_files:
         raise ImpastoError("choose a style image (argument 'style-file')", BAD_OPTIONS)
@@ -112,6 +115,12 @@ def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfi
         raise ImpastoError(str(exc), BAD_OPTIONS) from None
     endpoint = config.get_property("endpoint") or None
     client = Client(endpoint, timeout=config.get_property("timeout"), name="impasto-gimp")
+    return style_files, styles, options, client
+
+
+def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfig) -> list:
+    """Run the filter on one layer; returns the inserted layers (group first)."""
+    style_files, styles, options, client = _prepare(config)
 
     image.undo_group_start()
     saved = layers.feathered_selection(image, config.get_property("feather"))
@@ -143,3 +152,32 @@ def stylise(image: Gimp.Image, drawable: Gimp.Layer, config: Gimp.ProcedureConfi
         client.close()
     Gimp.displays_flush()
     return inserted
+
+
+def stylise_frames(image: Gimp.Image, config: Gimp.ProcedureConfig) -> list:
+    """Stylise every frame of an animation image (its top-level layers) as one sequence
+    job; returns the inserted layers (group first). Frames finished before a cancel or
+    an error stay in the image."""
+    style_files, styles, options, client = _prepare(config)
+    sources = frames.frame_layers(image)
+    pictures = frames.FramePictures(image, sources, pixels.image_depth(image))
+    label = styles_label(style_files)
+    writer = frames.FrameWriter(image, label)
+    image.undo_group_start()
+    try:
+        job = SequenceHostJob(
+            client,
+            [(layer, pictures.source(i)) for i, layer in enumerate(sources)],
+            styles,
+            options,
+            sequence_options_from_settings(args.sequence_settings_from_config(config)),
+            on_frame=writer,
+            style_name=label,
+        )
+        _run_job(job)
+    finally:
+        image.undo_group_end()
+        pictures.close()
+        client.close()
+    Gimp.displays_flush()
+    return [writer.group, *writer.layers]

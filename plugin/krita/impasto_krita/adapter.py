@@ -47,8 +47,9 @@ CONFINE_MODES = ("mask", "alpha")
 
 
 # -- reading pixels ---------------------------------------------------------------------
-def read_node(node: Any, rect: QRect) -> RawImage:
-    """Pixels of ``node`` inside ``rect`` as RGBA 8/16 bit (RGBA and grey layers)."""
+def read_node(node: Any, rect: QRect, time: int | None = None) -> RawImage:
+    """Pixels of ``node`` inside ``rect`` as RGBA 8/16 bit (RGBA and grey layers); with
+    ``time``, those of the animated layer's keyframe at that frame."""
     model, depth = node.colorModel(), node.colorDepth()
     if depth not in DEPTH_BITS or model not in ("RGBA", "GRAYA"):
         raise ImpastoError(
@@ -58,7 +59,8 @@ def read_node(node: Any, rect: QRect) -> RawImage:
             BAD_IMAGE,
         )
     bits = DEPTH_BITS[depth]
-    data = bytes(node.pixelData(rect.x(), rect.y(), rect.width(), rect.height()))
+    box = (rect.x(), rect.y(), rect.width(), rect.height())
+    data = bytes(node.pixelData(*box) if time is None else node.pixelDataAtTime(*box, time))
     if model == "RGBA":
         return RawImage.from_bgra(rect.width(), rect.height(), bits, data)
     return _grey_to_rgba(rect.width(), rect.height(), bits, data)
@@ -151,9 +153,7 @@ class KritaRun:
             raise ImpastoError(
                 f"confine '{self.confine}' is not one of {', '.join(CONFINE_MODES)}", BAD_OPTIONS
             )
-        self.region, self.coverage = layer_region(doc, node)
-        self.selection = doc.selection() if self.coverage is not None else None
-        self.source = read_node(node, QRect(*self._rect()))  # its alpha goes onto every frame
+        self._read_source()
         read = [read_style(s) for s in styles]
         self.style_names = [name for _, name in read]
         self.client = client or Client(
@@ -166,6 +166,12 @@ class KritaRun:
             self.job = self._new_job(read)
         self.layer_names: list[str] = []
         self.keyframer: Keyframer | None = None
+
+    def _read_source(self) -> None:
+        """The region to stylise and its pixels (whose alpha goes onto every frame)."""
+        self.region, self.coverage = layer_region(self.doc, self.node)
+        self.selection = self.doc.selection() if self.coverage is not None else None
+        self.source = read_node(self.node, QRect(*self._rect()))
 
     def _new_job(self, read: list[tuple[RawImage, str]]) -> HostJob:
         return HostJob(
@@ -277,11 +283,15 @@ class KritaRun:
         a moment later: see ``Keyframer``."""
         layer = self.doc.createNode(self._result_name(), "paintlayer")
         self._place(layer)
-        self.keyframer = Keyframer(self, layer, frames)
+        self.keyframer = Keyframer(self, layer, set_range=True)
+        for time, frame in enumerate(frames):
+            self.keyframer.add(time, frame.image)
+        self.keyframer.close()
         return [layer.name()], [layer]
 
-    def _write(self, layer: Any, image: RawImage) -> None:
-        """Fill the layer's region with the image (scaled to it, at the layer's depth)."""
+    def _write(self, layer: Any, image: RawImage, source: RawImage | None = None) -> None:
+        """Fill the layer's region with the image (scaled to it, at the layer's depth),
+        with the alpha of ``source`` (the region's pixels; the source layer's by default)."""
         model, depth = layer.colorModel(), layer.colorDepth()
         if model != "RGBA" or depth not in DEPTH_BITS:
             bits = 16 if depth not in ("U8",) else 8
@@ -289,7 +299,7 @@ class KritaRun:
             depth = layer.colorDepth()
         bits = DEPTH_BITS.get(depth, 8)
         x, y, w, h = self._rect()
-        pixels = restore_alpha(qtimage.scaled(image, w, h), self.source)
+        pixels = restore_alpha(qtimage.scaled(image, w, h), source or self.source)
         if self.coverage is not None and self.confine == "alpha":
             pixels = qtimage.multiply_alpha(pixels, self.coverage)
         pixels = pixels.to_depth(bits)
@@ -338,7 +348,7 @@ def pending() -> bool:
 
 
 class Keyframer:
-    """Turns the frames into keyframes 0…N of ``layer`` and sets the playback range.
+    """Writes images into keyframes of ``layer`` at given frame times.
 
     Krita 5.1's API adds keyframes only through the timeline actions, which act on the
     active layer at the current time; and Krita activates a layer a script added only
@@ -347,66 +357,91 @@ class Keyframer:
     at a time: wait until the layer is active and has stayed so while Krita's timeline
     and curves dockers catch up (adding them all at once aborted Krita 5.1.5 in two of
     six test runs: "row >= 0" in KisAnimCurvesChannelsModel; with this wait, six of six
-    passed), then one keyframe per step, then the range. A blocking script's call
-    returns first; ``done`` says when all is in. If Krita never activates the layer, it
-    keeps the final image alone and ``note`` says so."""
+    passed), then one keyframe per step. Images may keep arriving (``add``) while it
+    works, as an animation job finishes frame after frame; ``close`` says no more come.
+    Then, with ``set_range``, the playback range becomes the keyframes' span (else the
+    document's range and current time stay as they were). A blocking script's call
+    returns first; ``done`` says when all is in. If Krita never activates the layer,
+    the layer keeps the last image alone and ``note`` says so."""
 
     STEP_MS = 50
     SETTLE = 10  # steps the layer must stay active before the first keyframe: 0.5 s
-    PATIENCE = 60  # steps to wait for Krita to activate the layer: 3 s
+    PATIENCE = 60  # steps to wait for Krita to activate the layer once closed: 3 s
 
-    def __init__(self, run: KritaRun, layer: Any, frames: list[JobFrame], on_done: Any = None):
-        self.run, self.layer, self.frames = run, layer, frames
+    def __init__(self, run: KritaRun, layer: Any, on_done: Any = None, set_range: bool = False):
+        self.run, self.layer = run, layer
         self.on_done = on_done
+        self.set_range = set_range
+        self.queue: list[tuple[int, RawImage, RawImage | None]] = []
+        self.times: list[int] = []  # keyframes written
+        self.closed = False
         self.done = False
         self.note = ""
-        self.waited = 0
+        self.waited = 0  # steps waited for activation since close()
+        self.tries = 0
         self.settled = 0
-        self.next_frame = 0
+        self.start_time = run.doc.currentTime()
         PENDING.add(self)
         QTimer.singleShot(0, self._step)
+
+    def add(self, time: int, image: RawImage, source: RawImage | None = None) -> None:
+        """Queue ``image`` for the keyframe at ``time`` (``source``: whose alpha it gets)."""
+        if not self.done:
+            self.queue.append((time, image, source))
+
+    def close(self) -> None:
+        self.closed = True
 
     def _step(self) -> None:
         doc = self.run.doc
         active = doc.activeNode()
-        if active is None or active.uniqueId() != self.layer.uniqueId():
-            self.settled = 0
-            self.waited += 1
-            if self.waited > self.PATIENCE:
-                self.note = "Krita did not activate the new layer: the final image only"
-                self.run._write(self.layer, self.frames[-1].image)
+        if not self.queue:
+            if self.closed:
                 return self._finish()
-            if self.waited % 5 == 1:
+        elif active is None or active.uniqueId() != self.layer.uniqueId():
+            self.settled = 0
+            self.tries += 1
+            if self.closed:  # no hurry while frames still come (a script's nested loop)
+                self.waited += 1
+            if self.waited > self.PATIENCE:
+                self.note = "Krita did not activate the new layer: the last image only"
+                _time, image, source = self.queue[-1]
+                self.run._write(self.layer, image, source)
+                self.queue.clear()
+                return self._finish()
+            if self.tries % 5 == 1:
                 doc.setActiveNode(self.layer)
         elif self.settled < self.SETTLE:
             self.settled += 1
-        elif self.next_frame < len(self.frames):
-            self._add_keyframe(self.next_frame)
-            self.next_frame += 1
         else:
-            self._set_range()
-            return self._finish()
+            self._add_keyframe(*self.queue.pop(0))
         QTimer.singleShot(self.STEP_MS, self._step)
 
-    def _add_keyframe(self, time: int) -> None:
+    def _add_keyframe(self, time: int, image: RawImage, source: RawImage | None) -> None:
         doc = self.run.doc
         doc.setCurrentTime(time)
         Krita.instance().action("add_blank_frame").trigger()
         doc.waitForDone()
-        self.run._write(self.layer, self.frames[time].image)
+        self.run._write(self.layer, image, source)
+        self.times.append(time)
 
     def _set_range(self) -> None:
         doc = self.run.doc
-        last = len(self.frames) - 1
+        last = max(self.times)
         doc.setFullClipRangeStartTime(0)
         doc.setFullClipRangeEndTime(last)
         doc.setPlayBackRange(0, last)
         if doc.playBackEndTime() < last:  # Krita 5.1.5 reads the end as exclusive
             doc.setPlayBackRange(0, last + 1)
         doc.setCurrentTime(last)  # the final image is what shows
-        doc.refreshProjection()
 
     def _finish(self) -> None:
+        doc = self.run.doc
+        if self.set_range and self.times:
+            self._set_range()
+        elif self.times:
+            doc.setCurrentTime(self.start_time)
+        doc.refreshProjection()
         self.done = True
         PENDING.discard(self)
         self.run.reactivate_source()
@@ -431,12 +466,22 @@ def stylize_active_layer(
     control to Krita (``pending()`` is True until then). Raises ImpastoError with a
     readable message.
     """
+    return run_on_active_layer(KritaRun, style_paths, on_progress, options)
+
+
+def run_on_active_layer(
+    run_class: type[KritaRun],
+    style_paths: list[str] | str,
+    on_progress: Callable[[HostJob], Any] | None,
+    options: dict[str, Any],
+) -> list[str]:
+    """The scripting entries' body: a ``run_class`` run of the active layer, blocking."""
     if isinstance(style_paths, str | Path):
         style_paths = [style_paths]
     doc = Krita.instance().activeDocument()
     node = doc.activeNode() if doc is not None else None
     timeout = options.pop("run_timeout", None)
-    run = KritaRun(doc, node, list(style_paths), options)
+    run = run_class(doc, node, list(style_paths), options)
     return run.run_blocking(timeout, on_progress)
 
 

@@ -34,6 +34,7 @@ from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
 
 from . import qtimage
 from .adapter import PLACEMENTS, KritaRun, region_rect
+from .animation import KritaAnimationRun, is_animated_paint_layer
 from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
     QComboBox,
@@ -238,6 +239,15 @@ class StyleTransferDialog(QDialog):
             "A layer group (final image on top), or one layer whose keyframes play the run"
         )
         form.addRow("Frames as", self.placement)
+        self.whole_animation = QCheckBox("Stylise animation: every keyframe of the layer")
+        self.whole_animation.setToolTip(
+            "The active layer is animated: stylise all its keyframes, frame to frame "
+            "without flicker, into a new animated layer with keyframes at the same times"
+        )
+        self.whole_animation.toggled.connect(
+            lambda _on: self.placement.setEnabled(not self._animation_chosen())
+        )
+        form.addRow(self.whole_animation)
         root.addLayout(form)
         self.estimate = QLabel()
         self.estimate.setWordWrap(True)
@@ -336,10 +346,21 @@ class StyleTransferDialog(QDialog):
         row.deleteLater()
         self.add_style.setEnabled(True)
 
-    def refresh_sources(self) -> None:
-        """Re-list the layers of open documents (they change while the dialog is hidden)."""
+    def refresh_sources(self, animation: bool | None = None) -> None:
+        """Re-list the layers of open documents (they change while the dialog is hidden);
+        offer "Stylise animation" when the active layer is animated (``animation``:
+        tick it or not, None: leave it)."""
         for row in self.style_rows:
             row.fill()
+        doc = Krita.instance().activeDocument()
+        animated = doc is not None and is_animated_paint_layer(doc.activeNode())
+        self.whole_animation.setEnabled(animated)
+        if animation is not None:
+            self.whole_animation.setChecked(animation and animated)
+        self.placement.setEnabled(not self._animation_chosen())
+
+    def _animation_chosen(self) -> bool:
+        return self.whole_animation.isEnabled() and self.whole_animation.isChecked()
 
     def remember_file(self, path: str) -> None:
         self.recent_files = [path, *[p for p in self.recent_files if p != path][:9]]
@@ -396,7 +417,8 @@ class StyleTransferDialog(QDialog):
         styles = settings.pop("styles")
         doc = Krita.instance().activeDocument()
         self.save_settings()
-        self._launch(doc, doc.activeNode() if doc else None, styles, settings)
+        run_class = KritaAnimationRun if self._animation_chosen() else KritaRun
+        self._launch(doc, doc.activeNode() if doc else None, styles, settings, run_class=run_class)
 
     def refine(self) -> None:
         """Render the last preview at its layer's own size, starting from its picture;
@@ -405,9 +427,12 @@ class StyleTransferDialog(QDialog):
             return
         self._launch(*self.preview_source, preview=self.preview_job)
 
-    def _launch(self, doc, node, styles, settings, preview=None) -> None:
+    def _launch(self, doc, node, styles, settings, preview=None, run_class=KritaRun) -> None:
         try:
-            self.run = KritaRun(doc, node, styles, settings, preview=preview)
+            if preview is not None:
+                self.run = KritaRun(doc, node, styles, settings, preview=preview)
+            else:
+                self.run = run_class(doc, node, styles, settings)
             self.run.start()
         except ImpastoError as exc:
             self.run = None
