@@ -909,7 +909,7 @@ class SequenceHostJob(HostJob):
     def __init__(
         self,
         client: Any,
-        frames: list[tuple[Any, RawImage | ContentSource]],
+        frames: Sequence[tuple[Any, RawImage | ContentSource]],
         styles: list[RawImage],
         options: JobOptions,
         sequence: SequenceOptions | None = None,
