@@ -78,7 +78,7 @@ def test_dialog_shows_the_arguments_and_remembers_them(
         }
         shot = {  # the README's picture: the defaults, a style chosen
             "screenshot": f"{work}/dialog.png",
-            "screenshot_set": {"style-file": typed["style-file"]},
+            "screenshot_set": {"style-file": typed["style-file"], "endpoint": daemon.endpoint},
         }
         steps = [{"endpoint": daemon.endpoint}, {**typed, **shot}, {}]
         (host / "params.json").write_text(json.dumps({"steps": steps}))

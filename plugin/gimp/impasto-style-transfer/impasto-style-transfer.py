@@ -155,6 +155,12 @@ def _probe_dialog(dialog, config, script_path: str) -> bool:
         dialog.response(Gtk.ResponseType.OK if ok.get_sensitive() else Gtk.ResponseType.CANCEL)
         return False
 
+    def await_estimate() -> bool:  # the picture shows the estimate for the typed values
+        if watch is not None and watch.busy:
+            return True
+        GLib.timeout_add(500, screenshot)  # after the label's 150 ms timer and a redraw
+        return False
+
     def screenshot() -> bool:  # after a redraw; then type the rest
         window = dialog.get_window()
         shot = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
@@ -163,7 +169,7 @@ def _probe_dialog(dialog, config, script_path: str) -> bool:
 
     if script.get("screenshot"):
         type_values(script.get("screenshot_set", {}))
-        GLib.timeout_add(500, screenshot)
+        GLib.timeout_add(100, await_estimate)
     else:
         finish()
     return False
