@@ -145,7 +145,8 @@ def main() -> int:
     )
     note = (
         "\nWork is pixel-iterations as the engine's ETA counts them (a warm frame runs at "
-        "the output size only; a still image runs coarse to fine); seconds are wall time "
+        "the output size only; a still image runs with its own schedule: one scale at this "
+        "size); seconds are wall time "
         "on the machine as it was, and move with its load.\n"
     )
     table = header + "\n".join(rows) + "\n" + note
