@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .losses import content_loss, gram, style_layer_loss, tv_loss
+from .losses import GramTarget, content_loss, style_term, tv_loss
 from .models import FeatureExtractor
 
 
@@ -31,21 +31,20 @@ class Objective:
     # of the picture in 0..255 RGB at this scale's size.
     extra_terms: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     layers: list[str] = field(init=False)
+    grams: dict[str, GramTarget] = field(init=False)
 
     def __post_init__(self) -> None:
         self.layers = list(dict.fromkeys([*self.content_targets, *self.style_targets]))
+        self.grams = {k: GramTarget(t, self.model.dtype) for k, t in self.style_targets.items()}
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss (differentiable) and its weighted terms as floats."""
         # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
-        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers)
+        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers, True)
         zero = x.new_zeros(())
-        c = sum((content_loss(feats[k], t) for k, t in self.content_targets.items()), zero)
+        c = sum((content_loss(feats[k].float(), t) for k, t in self.content_targets.items()), zero)
         s = sum(
-            (
-                self.style_layer_weights[k] * style_layer_loss(gram(feats[k]), t)
-                for k, t in self.style_targets.items()
-            ),
+            (self.style_layer_weights[k] * style_term(feats[k], g) for k, g in self.grams.items()),
             zero,
         )
         terms = [self.content_weight * c, self.style_weight * s]
