@@ -111,6 +111,22 @@ def test_bfloat16_style_term_is_as_close_as_its_features_allow(rng):
     assert abs(plain.item() / ref - 1) > 10 * abs(got.item() / ref - 1)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_content_term_equals_the_autograd_content_loss(rng, dtype):
+    f = torch.from_numpy(rng.standard_normal((1, 5, 4, 3))).to(dtype)
+    p = torch.from_numpy(rng.standard_normal((1, 5, 4, 3)))
+    ref_f = f.clone().double().requires_grad_()
+    ref = losses.content_loss(ref_f, p)
+    ref.backward()
+    ft = f.contiguous(memory_format=torch.channels_last).requires_grad_()
+    got = losses.content_term(ft, p)
+    got.backward()
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert ft.grad is not None and ft.grad.dtype == dtype
+    tol = 1e-12 if dtype == torch.float64 else 4e-3  # one rounding to bfloat16
+    np.testing.assert_allclose(ft.grad.double().numpy(), ref_f.grad.numpy(), rtol=tol)
+
+
 def test_gram_sum_of_bfloat16_features_is_float32_accurate(rng):
     f = torch.from_numpy(rng.standard_normal((1, 32, 40, 30))).relu().bfloat16()
     flat = losses.flat_features(f.contiguous(memory_format=torch.channels_last))

@@ -28,37 +28,40 @@ def flat_features(features: torch.Tensor) -> torch.Tensor:
     return features.reshape(features.shape[1], -1)
 
 
-def times_features(m: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``m @ flat`` for a (C, C) ``m``, laid out like ``flat`` so autograd adds it to the
-    network's own gradient without a layout conversion."""
-    if flat.stride(0) == 1 and flat.shape[1] > 1:  # channels-last: rows are positions
-        return (flat.t() @ m.t()).t()
-    return m @ flat
-
-
 class _GramTerm(torch.autograd.Function):
-    """A loss ``value`` whose gradient w.r.t. the features is that of ⟨slope, F Fᵀ⟩.
+    """A loss ``value`` whose gradient w.r.t. the features is that of ⟨slope, F Fᵀ⟩
+    for a symmetric ``slope`` (G − A and its multiples are).
 
     The Gram matrix's own backward in autograd is two float32 products (C, C) x (C, N)
     plus casts; this is one product in the features' dtype (bfloat16 on CPUs with
-    native support), which is what the network's backward consumes anyway.
+    native support), which is what the network's backward consumes anyway. The
+    gradient is a fresh tensor in the features' layout, so autograd adds the network's
+    gradient to it in place.
     """
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, slope: torch.Tensor, value: torch.Tensor):
-        ctx.save_for_backward(flat, slope)
+    def forward(ctx, features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor):
+        ctx.save_for_backward(features, slope)
         return value.clone()
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
-        flat, slope = ctx.saved_tensors
-        m = ((slope + slope.t()) * grads[0]).to(flat.dtype)
-        return times_features(m, flat), None, None
+        features, slope = ctx.saved_tensors
+        flat = flat_features(features)
+        m = (slope * (2.0 * grads[0])).to(flat.dtype)  # (S + Sᵀ) F with S symmetric
+        out = torch.empty_like(features)  # dense, in the features' memory format
+        flat_out = flat_features(out)
+        if flat_out.stride(0) == 1 and flat_out.shape[1] > 1:  # channels-last: N x C rows
+            torch.mm(flat.t(), m.t(), out=flat_out.t())
+        else:
+            torch.mm(m, flat, out=flat_out)
+        return out, None, None
 
 
-def gram_term(flat: torch.Tensor, slope: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """``value`` (a float32 scalar) with the gradient of ⟨slope, F Fᵀ⟩ w.r.t. ``flat``."""
-    out = _GramTerm.apply(flat, slope, value)
+def gram_term(features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` (a float32 scalar) with the gradient of ⟨slope, F Fᵀ⟩ w.r.t. ``features``
+    (1, C, H, W)."""
+    out = _GramTerm.apply(features, slope, value)
     assert isinstance(out, torch.Tensor)
     return out
 
@@ -109,7 +112,7 @@ def style_term(features: torch.Tensor, target: GramTarget) -> torch.Tensor:
     d = target.difference(flat)
     value = (d * d).sum() / c**4
     # ∂/∂G of Σ(G − A)²/C⁴ is 2(G − A)/C⁴, and G = F Fᵀ / N.
-    return gram_term(flat, d * (2.0 / (c**4 * n)), value)
+    return gram_term(features, d * (2.0 / (c**4 * n)), value)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -119,6 +122,32 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def style_layer_loss(gram_matrix: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
     c = gram_matrix.shape[0]
     return torch.mean((gram_matrix - target_gram) ** 2) / (c * c)
+
+
+class _ContentTerm(torch.autograd.Function):
+    """content_loss for features in the network's dtype against a float32 target: one
+    fused pass each way (autograd's version copies the features to float32, and its
+    backward takes four passes and a cast)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target: torch.Tensor):
+        diff = torch.sub(features, target)  # promoted to the target's dtype
+        ctx.save_for_backward(diff)
+        ctx.dtype = features.dtype
+        return torch.linalg.vector_norm(diff).square() / diff.numel()
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        (diff,) = ctx.saved_tensors
+        out = torch.empty_like(diff, dtype=ctx.dtype)
+        return torch.mul(diff, grads[0] * (2.0 / diff.numel()), out=out), None
+
+
+def content_term(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``content_loss(features.float(), target)``, differentiable, without the copy."""
+    out = _ContentTerm.apply(features, target)
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def tv_loss(rgb255: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:

@@ -260,7 +260,7 @@ class TiledObjective:
             for k in self.style_layers:
                 # Only the gradient of ⟨Ĝ, F Fᵀ⟩/N is needed: one product in the features'
                 # dtype, and no value (the style loss came from pass 1).
-                f = flat_features(t.core(feats[k], self.strides[k]))
+                f = t.core(feats[k], self.strides[k])
                 terms.append(gram_term(f, ghat[k] / n_pos[k], x.new_zeros(())))
             for k in self.content_layers:
                 d = t.core(feats[k], self.strides[k]).float() - targets[k].float()
