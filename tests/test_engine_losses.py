@@ -80,6 +80,65 @@ def test_gradcheck_all_terms():
     assert torch.autograd.gradcheck(lambda x: losses.tv_loss(x * 50, eps=1.0), (f,))
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_style_term_equals_the_autograd_style_loss(rng, fmt):
+    """The hand-written style term (value and gradient) is the reference one in float64."""
+    f = torch.from_numpy(rng.standard_normal((1, 6, 5, 4))).relu()
+    a = losses.gram(torch.from_numpy(rng.standard_normal((1, 6, 5, 4))).relu())
+    ref_f = f.clone().requires_grad_()
+    ref = losses.style_layer_loss(losses.gram(ref_f), a)
+    ref.backward()
+    ft = f.contiguous(memory_format=fmt).requires_grad_()
+    got = losses.style_term(ft, losses.GramTarget(a, torch.float64))
+    got.backward()
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert ft.grad is not None and ref_f.grad is not None
+    np.testing.assert_allclose(ft.grad.numpy(), ref_f.grad.numpy(), rtol=1e-10, atol=1e-18)
+    assert ft.grad.is_contiguous(memory_format=fmt)  # no layout conversion in the backward
+
+
+def test_bfloat16_style_term_is_as_close_as_its_features_allow(rng):
+    """bfloat16 features, float32 target: G − A is rounded once, relative to itself."""
+    f = torch.from_numpy(rng.standard_normal((1, 16, 24, 20))).relu().bfloat16()
+    exact = losses.gram(f.double())
+    a = exact * (1 + 0.02 * torch.from_numpy(rng.standard_normal((16, 16))))
+    a = ((a + a.t()) / 2).float()
+    ref = losses.style_layer_loss(exact, a.double()).item()
+    ft = f.contiguous(memory_format=torch.channels_last).requires_grad_()
+    got = losses.style_term(ft, losses.GramTarget(a, torch.bfloat16))
+    got.backward()
+    assert got.item() == pytest.approx(ref, rel=2e-3)
+    assert ft.grad is not None and ft.grad.dtype == torch.bfloat16
+    # a plain bfloat16 Gram is off by its own rounding (2⁻⁹ of G, here ~50x G − A)
+    plain = losses.style_layer_loss(losses.gram(f).double(), a.double())
+    assert abs(plain.item() / ref - 1) > 10 * abs(got.item() / ref - 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_content_term_equals_the_autograd_content_loss(rng, dtype):
+    f = torch.from_numpy(rng.standard_normal((1, 5, 4, 3))).to(dtype)
+    p = torch.from_numpy(rng.standard_normal((1, 5, 4, 3)))
+    ref_f = f.clone().double().requires_grad_()
+    ref = losses.content_loss(ref_f, p)
+    ref.backward()
+    ft = f.contiguous(memory_format=torch.channels_last).requires_grad_()
+    got = losses.content_term(ft, p)
+    got.backward()
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert ft.grad is not None and ft.grad.dtype == dtype and ref_f.grad is not None
+    tol = 1e-12 if dtype == torch.float64 else 4e-3  # one rounding to bfloat16
+    np.testing.assert_allclose(ft.grad.double().numpy(), ref_f.grad.numpy(), rtol=tol)
+
+
+def test_gram_sum_of_bfloat16_features_is_float32_accurate(rng):
+    f = torch.from_numpy(rng.standard_normal((1, 32, 40, 30))).relu().bfloat16()
+    flat = losses.flat_features(f.contiguous(memory_format=torch.channels_last))
+    exact = flat.double() @ flat.double().t()
+    got = losses.gram_sum(flat)
+    assert got.dtype == torch.float32
+    assert float((got.double() - exact).abs().max() / exact.abs().max()) < 2e-5
+
+
 def test_blended_targets_give_the_same_loss_as_separate_styles(rng):
     f = torch.from_numpy(rng.standard_normal((1, 4, 5, 5)))
     per_style = [

@@ -4,8 +4,9 @@
 convolutions keep the picture indistinguishable and run several times faster; on the
 CPU, channels-last activations let oneDNN's convolutions run 15-20% faster, and on CPUs
 with native bfloat16 dot products (AVX512-BF16, AMX) the network runs in bfloat16: twice
-as fast per iteration on a 2-core Zen 4, with the losses (Gram matrices, content
-distance) still summed in float32 (bench/bench_engine.py measures both).
+as fast per iteration on a 2-core Zen 4. The Gram products run in bfloat16 too, with
+float32 accumulation and ``G − A`` rounded once (losses.GramTarget), and the losses are
+summed in float32 (bench/bench_engine.py and bench/bench_iteration.py measure both).
 """
 
 from __future__ import annotations

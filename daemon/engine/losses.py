@@ -23,6 +23,98 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return (f @ f.t()) / (h * w)
 
 
+def flat_features(features: torch.Tensor) -> torch.Tensor:
+    """(1, C, H, W) -> a (C, H*W) view of the same memory (channels-last: stride 1 along C)."""
+    return features.reshape(features.shape[1], -1)
+
+
+class _GramTerm(torch.autograd.Function):
+    """A loss ``value`` whose gradient w.r.t. the features is that of ⟨slope, F Fᵀ⟩
+    for a symmetric ``slope`` (G − A and its multiples are).
+
+    The Gram matrix's own backward in autograd is two float32 products (C, C) x (C, N)
+    plus casts; this is one product in the features' dtype (bfloat16 on CPUs with
+    native support), which is what the network's backward consumes anyway. The
+    gradient is a fresh tensor in the features' layout, so autograd adds the network's
+    gradient to it in place.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor):
+        ctx.save_for_backward(features, slope)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        features, slope = ctx.saved_tensors
+        flat = flat_features(features)
+        m = (slope * (2.0 * grads[0])).to(flat.dtype)  # (S + Sᵀ) F with S symmetric
+        out = torch.empty_like(features)  # dense, in the features' memory format
+        flat_out = flat_features(out)
+        if flat_out.stride(0) == 1 and flat_out.shape[1] > 1:  # channels-last: N x C rows
+            torch.mm(flat.t(), m.t(), out=flat_out.t())
+        else:
+            torch.mm(m, flat, out=flat_out)
+        return out, None, None
+
+
+def gram_term(features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` (a float32 scalar) with the gradient of ⟨slope, F Fᵀ⟩ w.r.t. ``features``
+    (1, C, H, W)."""
+    out = _GramTerm.apply(features, slope, value)
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+class GramTarget:
+    """A style target ``A`` split for products in ``dtype``: ``A = -(neg_hi + neg_lo)``.
+
+    ``difference`` computes ``G − A`` as ``addmm(neg_hi, F, Fᵀ, alpha=1/N)``: bfloat16
+    inputs, float32 accumulation, and the one rounding to bfloat16 falls on ``G − A``
+    rather than on ``G``; ``neg_lo`` (float32) restores the part of ``A`` bfloat16 cannot
+    hold. The difference is then exact to about 2⁻⁹ of itself, against 2⁻⁹ of ``G`` for a
+    plain bfloat16 Gram (which is 0.26% off in the loss).
+    """
+
+    def __init__(self, target: torch.Tensor, dtype: torch.dtype):
+        self.target = target
+        self.neg_hi = (-target).to(dtype)
+        low = dtype in (torch.bfloat16, torch.float16)
+        self.neg_lo = -target - self.neg_hi.to(target.dtype) if low else None
+
+    def difference(self, flat: torch.Tensor) -> torch.Tensor:
+        """``G − A`` (in the target's dtype) for features ``flat`` (C, N)."""
+        with torch.no_grad():
+            d = torch.addmm(self.neg_hi, flat, flat.t(), alpha=1.0 / flat.shape[1])
+            return d if self.neg_lo is None else d.to(self.neg_lo.dtype).add_(self.neg_lo)
+
+
+def gram_sum(flat: torch.Tensor) -> torch.Tensor:
+    """``F Fᵀ`` (not divided by N) in float32 for features ``flat`` (C, N) of any dtype.
+
+    bfloat16 features take two bfloat16 products, ``hi = F Fᵀ`` rounded and
+    ``lo = addmm(−hi, F, Fᵀ)``: the second rounds only the first's error, so ``hi + lo``
+    is within about 2⁻¹⁷ of the float32 product, without a float32 copy of the features.
+    """
+    with torch.no_grad():
+        if flat.dtype not in (torch.bfloat16, torch.float16):
+            return flat @ flat.t()
+        hi = flat @ flat.t()
+        lo = torch.addmm(hi, flat, flat.t(), beta=-1)
+        return hi.float().add_(lo.float())
+
+
+def style_term(features: torch.Tensor, target: GramTarget) -> torch.Tensor:
+    """``style_layer_loss(gram(features), A)``, differentiable, with both Gram products
+    in the features' dtype (no float32 copy of the features)."""
+    flat = flat_features(features)
+    c, n = flat.shape
+    d = target.difference(flat)
+    value = (d * d).sum() / c**4
+    # ∂/∂G of Σ(G − A)²/C⁴ is 2(G − A)/C⁴, and G = F Fᵀ / N.
+    return gram_term(features, d * (2.0 / (c**4 * n)), value)
+
+
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean((features - target) ** 2)
 
@@ -30,6 +122,32 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def style_layer_loss(gram_matrix: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
     c = gram_matrix.shape[0]
     return torch.mean((gram_matrix - target_gram) ** 2) / (c * c)
+
+
+class _ContentTerm(torch.autograd.Function):
+    """content_loss for features in the network's dtype against a float32 target: one
+    fused pass each way (autograd's version copies the features to float32, and its
+    backward takes four passes and a cast)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target: torch.Tensor):
+        diff = torch.sub(features, target)  # promoted to the target's dtype
+        ctx.save_for_backward(diff)
+        ctx.dtype = features.dtype
+        return torch.linalg.vector_norm(diff).square() / diff.numel()
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        (diff,) = ctx.saved_tensors
+        out = torch.empty_like(diff, dtype=ctx.dtype)
+        return torch.mul(diff, grads[0] * (2.0 / diff.numel()), out=out), None
+
+
+def content_term(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``content_loss(features.float(), target)``, differentiable, without the copy."""
+    out = _ContentTerm.apply(features, target)
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def tv_loss(rgb255: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:

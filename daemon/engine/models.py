@@ -115,8 +115,11 @@ class FeatureExtractor(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.body.parameters()).dtype
 
-    def forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        """Activations of ``layers`` as float32, whatever dtype the body computes in.
+    def forward(
+        self, x: torch.Tensor, layers: list[str], native: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Activations of ``layers`` as float32, whatever dtype the body computes in
+        (``native``: in the body's dtype, for losses that need no float32 copy).
 
         The input is cast to the body's dtype, so a float32 image can drive a bfloat16
         network and its gradient comes back as float32.
@@ -130,7 +133,7 @@ class FeatureExtractor(nn.Module):
         for i, module in enumerate(self.body):
             x = module(x)
             for layer in wanted.get(i, ()):
-                f = x.float()
+                f = x if native else x.float()
                 out[layer] = f * self.feature_scale if self.feature_scale != 1.0 else f
             if i == last:
                 break

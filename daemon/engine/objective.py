@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .losses import content_loss, gram, style_layer_loss, tv_loss
+from .losses import GramTarget, content_term, style_term, tv_loss
 from .models import FeatureExtractor
 
 
@@ -31,27 +31,33 @@ class Objective:
     # of the picture in 0..255 RGB at this scale's size.
     extra_terms: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     layers: list[str] = field(init=False)
+    grams: dict[str, GramTarget] = field(init=False)
+    tv_scale: list[float] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.layers = list(dict.fromkeys([*self.content_targets, *self.style_targets]))
+        self.grams = {k: GramTarget(t, self.model.dtype) for k, t in self.style_targets.items()}
+        # TV sees neighbour differences only, so to_rgb(x)·255's mean and channel order
+        # drop out: x times 255·std/scale per channel (1 for Caffe's VGG: x itself).
+        prep = self.model.preprocessing
+        factors = [255.0 * s / prep.scale for s in prep.std]
+        self.tv_scale = None if factors == [1.0] * 3 else factors
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss (differentiable) and its weighted terms as floats."""
         # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
-        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers)
+        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers, True)
         zero = x.new_zeros(())
-        c = sum((content_loss(feats[k], t) for k, t in self.content_targets.items()), zero)
+        c = sum((content_term(feats[k], t) for k, t in self.content_targets.items()), zero)
         s = sum(
-            (
-                self.style_layer_weights[k] * style_layer_loss(gram(feats[k]), t)
-                for k, t in self.style_targets.items()
-            ),
+            (self.style_layer_weights[k] * style_term(feats[k], g) for k, g in self.grams.items()),
             zero,
         )
         terms = [self.content_weight * c, self.style_weight * s]
         tv = zero
         if self.tv_weight:
-            tv = tv_loss(self.model.preprocessing.to_rgb(x) * 255.0)
+            scale = self.tv_scale
+            tv = tv_loss(x if scale is None else x * x.new_tensor(scale).view(1, 3, 1, 1))
             terms.append(self.tv_weight * tv)
         extra = {}
         if self.extra_terms:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import style_layer_loss
+from .losses import flat_features, gram_sum, gram_term, style_layer_loss
 from .models import VGG_CONFIGS, FeatureExtractor
 
 
@@ -129,10 +129,6 @@ def grid(height: int, width: int, core: int, halo_px: int, align: int) -> list[T
     return tiles
 
 
-def _flat(f: torch.Tensor) -> torch.Tensor:
-    return f.reshape(f.shape[1], -1)
-
-
 def tiled_grams(
     model: FeatureExtractor,
     x: torch.Tensor,
@@ -140,16 +136,17 @@ def tiled_grams(
     tiles: list[Tile],
     memory_format: torch.memory_format,
 ) -> dict[str, torch.Tensor]:
-    """The whole picture's Gram matrices (as losses.gram), one tile at a time, no gradient."""
+    """The whole picture's Gram matrices (as losses.gram), one tile at a time, no gradient;
+    products in the network's dtype (losses.gram_sum)."""
     strides = layer_strides(model, layers)
     sums: dict[str, torch.Tensor] = {}
     counts = dict.fromkeys(layers, 0)
     with torch.no_grad():
         for t in tiles:
-            feats = model(t.window(x).contiguous(memory_format=memory_format), layers)
+            feats = model(t.window(x).contiguous(memory_format=memory_format), layers, True)
             for layer in layers:
-                f = _flat(t.core(feats[layer], strides[layer]))
-                g = f @ f.t()
+                f = flat_features(t.core(feats[layer], strides[layer]))
+                g = gram_sum(f)
                 sums[layer] = sums[layer] + g if layer in sums else g
                 counts[layer] += f.shape[1]
     return {layer: sums[layer] / counts[layer] for layer in layers}
@@ -258,13 +255,15 @@ class TiledObjective:
                     "total": math.nan,
                 }
             xw = t.window(x).clone().requires_grad_(True)
-            feats = self.model(xw.contiguous(memory_format=self.fmt), self.layers)
+            feats = self.model(xw.contiguous(memory_format=self.fmt), self.layers, True)
             terms = []
             for k in self.style_layers:
-                f = _flat(t.core(feats[k], self.strides[k]))
-                terms.append((ghat[k] * (f @ f.t())).sum() / n_pos[k])
+                # Only the gradient of ⟨Ĝ, F Fᵀ⟩/N is needed: one product in the features'
+                # dtype, and no value (the style loss came from pass 1).
+                f = t.core(feats[k], self.strides[k])
+                terms.append(gram_term(f, ghat[k] / n_pos[k], x.new_zeros(())))
             for k in self.content_layers:
-                d = t.core(feats[k], self.strides[k]) - targets[k].float()
+                d = t.core(feats[k], self.strides[k]).float() - targets[k].float()
                 part = (d * d).sum() / self.content_counts[k]
                 content += float(part.detach())
                 terms.append(self.content_weight * part)
