@@ -421,14 +421,47 @@ class ConnectionWatch:
 
 # -- the estimate before a run -----------------------------------------------------------
 ESTIMATE_DELAY_S = 0.4  # a dialog asks once its settings have been still this long
+# A dialog with no connection line of its own (GIMP's) asks again this long after a
+# "no daemon" answer, so a daemon started meanwhile shows; one request per retry.
+ESTIMATE_RETRY_S = 3.0
 _FITS = re.compile(r"ask for (\d+) px or less")
 GIB = 1024**3
+NO_DAEMON_TEXT = "Time estimate: once the daemon answers"
 
 
-def estimate_text(info: dict[str, Any]) -> str:
+def sequence_seconds(info: dict[str, Any], n_frames: int, sequence: SequenceOptions) -> float:
+    """Seconds for an animation of ``n_frames`` from a still's estimate (``info``): the
+    first frame as that still, each later one ``warm_budget`` iterations at the output
+    size only (daemon/engine/sequence.py), at the still plan's seconds per
+    pixel-iteration; independent frames are each a still."""
+    still = float(info.get("seconds") or 0.0)
+    later = max(0, n_frames - 1)
+    if sequence.independent or not later:
+        return still * max(1, n_frames)
+    scales = info.get("scales") or []
+    pixel_iterations = sum(
+        int(s.get("width", 0)) * int(s.get("height", 0)) * int(s.get("iterations", 0))
+        for s in scales
+    )
+    if pixel_iterations <= 0:
+        return still * n_frames
+    first_total = sum(int(s.get("iterations", 0)) for s in scales)
+    out_pixels = int(info.get("width", 0)) * int(info.get("height", 0))
+    warm = out_pixels * sequence.warm_budget(first_total)
+    return still + later * warm * still / pixel_iterations
+
+
+def estimate_text(
+    info: dict[str, Any], n_frames: int = 1, sequence: SequenceOptions | None = None
+) -> str:
     """The dialog's line for an estimate (``Client.estimate``'s reply):
-    "About 2:10 · 1024×768 px · peak 1.4 GB of 3.0 GB"."""
-    about = f"About {format_eta(info.get('seconds'))}"
+    "About 2:10 · 1024×768 px · peak 1.4 GB of 3.0 GB"; for an animation of
+    ``n_frames`` (``sequence`` set) "4 frames · about 3:10 · …"."""
+    if sequence is not None and n_frames > 1:
+        seconds = sequence_seconds(info, n_frames, sequence)
+        about = f"{n_frames} frames · about {format_eta(seconds)}"
+    else:
+        about = f"About {format_eta(info.get('seconds'))}"
     if not info.get("speed_measured"):
         about += " (first run: rough estimate)"
     parts = [about, f"{info.get('width', '?')}×{info.get('height', '?')} px"]
@@ -449,7 +482,7 @@ def estimate_error_text(exc: ImpastoError) -> str:
     if exc.code == errors.IMAGE_TOO_LARGE:
         return "Too large for the daemon: choose a smaller output size"
     if exc.code == errors.DAEMON_UNAVAILABLE:
-        return "Time estimate: once the daemon answers"
+        return NO_DAEMON_TEXT
     return f"No estimate: {exc.message.splitlines()[0]}"
 
 
@@ -459,15 +492,18 @@ def ask_estimate(
     height: int,
     options: JobOptions,
     n_styles: int = 1,
+    n_frames: int = 1,
+    sequence: SequenceOptions | None = None,
     timeout: float = 5.0,
 ) -> str:
-    """The estimate line for a region of ``width`` x ``height``: asks the daemon (never
-    starts one), so it blocks; a dialog calls it through ``EstimateWatch``."""
+    """The estimate line for a region of ``width`` x ``height`` (an animation of
+    ``n_frames`` when ``sequence`` is set): asks the daemon (never starts one), so it
+    blocks; a dialog calls it through ``EstimateWatch``."""
     from impasto.plugin.client import Client
 
     endpoint = endpoint or paths.default_endpoint()
     if daemon_listening(endpoint) is False:
-        return estimate_error_text(ImpastoError("no daemon", errors.DAEMON_UNAVAILABLE))
+        return NO_DAEMON_TEXT
     client = Client(endpoint, timeout=timeout, name="impasto-estimate")
     try:
         info = client.estimate(
@@ -477,7 +513,7 @@ def ask_estimate(
         return estimate_error_text(exc)
     finally:
         client.close()
-    return estimate_text(info)
+    return estimate_text(info, n_frames, sequence)
 
 
 class EstimateWatch:
@@ -486,15 +522,20 @@ class EstimateWatch:
     A dialog calls ``request`` on every change of size or settings and shows ``text``
     from a timer; the thread asks once the requests have been still for ``delay``
     seconds, and only for the newest, so typing a size costs one request, not ten.
+    An answer is reused for the same settings, except "no daemon": the next request
+    (a settings change, the daemon connecting, ``retry``) asks again. ``fresh`` asks
+    again even for a real answer (after a run the daemon knows its speed).
     """
 
     def __init__(self, delay: float = ESTIMATE_DELAY_S, ask: Callable[..., str] = ask_estimate):
         self.delay = delay
         self.ask = ask
         self.text = ""
-        self._wanted: tuple | None = None  # (endpoint, width, height, options, n_styles)
-        self._answered: tuple | None = None
-        self._answer = ""  # the text for _answered
+        # (endpoint, width, height, options, n_styles, n_frames, sequence)
+        self._wanted: tuple | None = None
+        self._answered: tuple | None = None  # the settings of _answer, while reusable
+        self._answer = ""
+        self._answered_at = 0.0
         self._changed = 0.0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -503,7 +544,12 @@ class EstimateWatch:
     def busy(self) -> bool:
         """True while an answer for the newest request is still to come."""
         with self._lock:
-            return self._wanted is not None and self._wanted != self._answered
+            return self._thread is not None
+
+    @property
+    def waiting_for_daemon(self) -> bool:
+        """True when the line says no daemon answered (``retry`` then asks again)."""
+        return self.text == NO_DAEMON_TEXT
 
     def request(
         self,
@@ -512,32 +558,53 @@ class EstimateWatch:
         height: int,
         options: JobOptions | ImpastoError,
         n_styles: int = 1,
+        n_frames: int = 1,
+        sequence: SequenceOptions | None = None,
+        fresh: bool = False,
     ) -> None:
         """Ask for the estimate of these settings (an ImpastoError: settings that do
-        not make a job, shown at once)."""
+        not make a job, shown at once); ``fresh``: even when they were answered."""
         if isinstance(options, ImpastoError):
             with self._lock:
                 self._wanted = self._answered = None
                 self.text = estimate_error_text(options)
             return
-        wanted = (endpoint, width, height, options, n_styles)
+        wanted = (endpoint, width, height, options, n_styles, n_frames, sequence)
         with self._lock:
+            if fresh:
+                self._answered = None
             if wanted == self._answered:  # back to what was answered last
                 self._wanted, self.text = wanted, self._answer
                 return
-            if wanted == self._wanted:
+            if wanted == self._wanted and self._thread is not None:
+                return  # on its way
+            self._ask_later(wanted)
+
+    def retry(self, after: float = ESTIMATE_RETRY_S) -> None:
+        """Ask again for the newest settings when the answer was "no daemon", at least
+        ``after`` seconds ago: for a dialog's timer, at most one request per ``after``."""
+        with self._lock:
+            wanted = self._wanted
+            if wanted is None or self._thread is not None or self.text != NO_DAEMON_TEXT:
                 return
-            self._wanted, self._changed = wanted, time.monotonic()
-            self.text = "Estimating…"
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True)
-                self._thread.start()
+            if time.monotonic() - self._answered_at < after:
+                return
+            self._ask_later(wanted)
+
+    def _ask_later(self, wanted: tuple) -> None:
+        """(Under the lock.) Make ``wanted`` the newest request; the thread asks."""
+        self._wanted, self._changed = wanted, time.monotonic()
+        self.text = "Estimating…"
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
+        asked: tuple | None = None
         while True:
             with self._lock:
                 wanted, wait = self._wanted, self.delay - (time.monotonic() - self._changed)
-                if wait <= 0 and (wanted is None or wanted == self._answered):
+                if wait <= 0 and (wanted is None or wanted == asked):
                     self._thread = None
                     return
             if wait > 0:
@@ -548,8 +615,11 @@ class EstimateWatch:
                 text = self.ask(*wanted)
             except Exception as exc:  # a malformed endpoint, a bug: say so, keep the dialog
                 text = f"No estimate: {exc}"
+            asked = wanted
             with self._lock:
-                self._answered, self._answer = wanted, text
+                # "no daemon" is not kept: the next request for these settings asks again
+                self._answered = wanted if text != NO_DAEMON_TEXT else None
+                self._answer, self._answered_at = text, time.monotonic()
                 if wanted == self._wanted:
                     self.text = text
 

@@ -293,11 +293,7 @@ def _run_dialog(spec, facts, out_dir):
     dialog.advanced.setChecked(True)
     dialog.endpoint.setText(opts.get("endpoint") or "")
     _wait(200)
-    for _ in range(300):  # the estimate line: asked in the background once settings settle
-        if not dialog.estimator.busy and dialog.estimate.text() not in ("", "Estimating…"):
-            break
-        _wait(100)
-    facts["estimate_text"] = dialog.estimate.text()
+    facts["estimate_text"] = _settled_estimate(dialog)
     if spec.get("screenshot"):
         dialog.grab().save(spec["screenshot"])
     ticks, jobs = [], []
@@ -313,6 +309,7 @@ def _run_dialog(spec, facts, out_dir):
     facts["ticks"] = ticks[-5:]
     facts["tick_count"] = len(ticks)
     _wait(300)  # the connection line after the run
+    facts["estimate_after"] = _settled_estimate(dialog)  # asked again: the daemon answers
     facts["status_text"] = dialog.status.text()
     facts["connection_text"] = dialog.connection.text()
     if spec.get("final_screenshot"):
@@ -333,6 +330,15 @@ def _run_dialog(spec, facts, out_dir):
     facts["remembered_after"] = json.loads(app.readSetting("impasto", "last_settings", "{}"))
     doc = app.activeDocument()
     return [n.name() for n in _all_nodes(doc.rootNode())]
+
+
+def _settled_estimate(dialog) -> str:
+    """The estimate line once its background request has been answered (up to 30 s)."""
+    for _ in range(300):
+        if not dialog.estimator.busy and dialog.estimate.text() not in ("", "Estimating…"):
+            break
+        _wait(100)
+    return dialog.estimate.text()
 
 
 def _watch_dialog(dialog, spec, facts, ticks, jobs):

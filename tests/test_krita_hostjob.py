@@ -18,6 +18,7 @@ from impasto.plugin.client import Client
 from impasto.plugin.hostjob import (
     CONNECTED,
     DEFAULT_SETTINGS,
+    NO_DAEMON_TEXT,
     UNREACHABLE,
     ContentSource,
     EstimateWatch,
@@ -36,6 +37,7 @@ from impasto.plugin.hostjob import (
     options_from_settings,
     probe_daemon,
     refinement_options,
+    sequence_seconds,
     style_display_name,
     styles_label,
     unique_name,
@@ -45,6 +47,7 @@ from impasto.shared import errors, paths
 from impasto.shared.errors import ImpastoError
 from impasto.shared.imagefile import load_image
 from impasto.shared.rawimage import RawImage
+from impasto.shared.sequence import SequenceOptions
 from tests.daemon_fixture import free_port
 
 
@@ -430,3 +433,83 @@ def test_the_estimate_watch_asks_the_daemon_once_the_settings_settle(daemon):
     except ImpastoError as exc:
         watch.request(daemon.endpoint, 640, 480, exc)
     assert watch.text.startswith("No estimate: option 'iterations'")
+
+
+def test_an_animation_estimate_is_the_first_frame_plus_warm_frames_at_output_size():
+    """First frame as the still (coarse-to-fine here), then each later frame
+    warm_budget(first's iterations) at the output size, at the still's pace."""
+    info = {
+        "width": 200,
+        "height": 100,
+        # 50x25x40 + 200x100x60 = 50,000 + 1,200,000 pixel-iterations in 125 s
+        "scales": [
+            {"width": 50, "height": 25, "iterations": 40, "tile": None},
+            {"width": 200, "height": 100, "iterations": 60, "tile": None},
+        ],
+        "seconds": 125.0,
+        "speed_measured": True,
+    }
+    pace = 125.0 / 1_250_000
+    sequence = SequenceOptions()  # warm frames: half the first frame's 100 iterations
+    warm = 200 * 100 * sequence.warm_budget(100) * pace
+    assert sequence.warm_budget(100) == 50
+    assert sequence_seconds(info, 4, sequence) == pytest.approx(125.0 + 3 * warm)  # 425 s
+    assert sequence_seconds(info, 1, sequence) == 125.0
+    assert sequence_seconds(info, 3, SequenceOptions(warm_iterations=10)) == pytest.approx(
+        125.0 + 2 * 200 * 100 * 10 * pace
+    )
+    assert sequence_seconds(info, 3, SequenceOptions(independent=True)) == 375.0
+    assert estimate_text(info, 4, sequence) == "4 frames · about 7:05 · 200×100 px"
+    assert estimate_text(info, 1, sequence).startswith("About 2:05")
+    rough = estimate_text({**info, "speed_measured": False}, 2, sequence)
+    assert rough.startswith("2 frames · about 3:45 (first run: rough estimate)"), rough
+
+
+def test_the_estimate_watch_asks_again_after_no_daemon_but_never_spins(daemon):
+    """ "No daemon" is not kept: the same settings later (the daemon connecting, a retry)
+    ask again, one request per trigger; a real answer is kept unless asked fresh."""
+    asked = []
+
+    def ask(*wanted):
+        asked.append(wanted[0])
+        return ask_estimate(*wanted)
+
+    def settle():
+        deadline = time.monotonic() + 60
+        while watch.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    options = options_from_settings({"size": 48})
+    watch = EstimateWatch(delay=0.05, ask=ask)
+    watch.request(dead, 640, 480, options)
+    settle()
+    assert watch.text == NO_DAEMON_TEXT and watch.waiting_for_daemon
+    time.sleep(0.3)
+    assert asked == [dead]  # no loop of requests against the dead endpoint
+    watch.request(dead, 640, 480, options)  # a trigger with unchanged settings
+    settle()
+    assert asked == [dead, dead] and watch.text == NO_DAEMON_TEXT
+    watch.retry(after=60.0)  # too soon
+    assert not watch.busy and asked == [dead, dead]
+    watch.retry(after=0.0)
+    settle()
+    assert asked == [dead, dead, dead]
+
+    watch.request(daemon.endpoint, 640, 480, options)
+    settle()
+    assert watch.text.startswith("About ") and not watch.waiting_for_daemon, watch.text
+    watch.retry(after=0.0)  # a real answer: nothing to retry
+    watch.request(daemon.endpoint, 640, 480, options)  # kept
+    assert not watch.busy and asked == [dead, dead, dead, daemon.endpoint]
+    watch.request(daemon.endpoint, 640, 480, options, fresh=True)  # after a run
+    assert watch.text == "Estimating…"
+    settle()
+    assert asked == [dead, dead, dead, daemon.endpoint, daemon.endpoint]
+    assert watch.text.startswith("About "), watch.text
+
+    sequence = SequenceOptions()
+    watch.request(daemon.endpoint, 640, 480, options, 1, 3, sequence)
+    settle()
+    assert watch.text.startswith("3 frames · about "), watch.text
+    assert "48×36 px" in watch.text

@@ -337,6 +337,10 @@ def test_the_dialog_starts_a_daemon_when_none_runs(krita_home, source_png, starr
     assert facts["status_text"].startswith("Done: 3 iterations"), statuses
     assert facts["status_text"].endswith("added 2 layers"), facts["status_text"]
     assert "connected" in facts["connection_text"], facts["connection_text"]
+    # before: no daemon to ask; once the dialog's daemon answers, its estimate
+    assert facts["estimate_text"] == "Time estimate: once the daemon answers"
+    assert facts["estimate_after"].startswith("About "), facts["estimate_after"]
+    assert "64×48 px · peak " in facts["estimate_after"], facts["estimate_after"]
     assert facts["dialog_error"] is None
     # the style list offers the source but none of Impasto's own layers
     assert any(c.endswith("› Background") for c in facts["style_choices"]), facts["style_choices"]
@@ -465,6 +469,9 @@ def test_the_stylise_animation_action_fills_the_timeline(
     spec["options"].update(size=0)
     facts = _run(krita_home, spec, tmp_path)
     assert facts["action_found"] and facts["animation_offered"] == [True, True]
+    # before the run: the animation's estimate (first frame + three warm frames)
+    assert facts["estimate_text"].startswith("4 frames · about "), facts["estimate_text"]
+    assert "96×72 px · peak " in facts["estimate_text"], facts["estimate_text"]
     assert facts["dialog_error"] is None
     assert facts["status_after"].startswith("Done: 4 frames"), facts["status_after"]
     assert facts["status_after"].endswith("added 4 keyframes"), facts["status_after"]

@@ -87,6 +87,7 @@ def _watch_estimate(label, config, image, drawable) -> int | None:
         watch.request(*job.estimate_request(image, drawable, config))
 
     def show() -> bool:
+        watch.retry()  # no daemon answered: ask again now and then (one may have started)
         label.set_text(watch.text)
         return True
 

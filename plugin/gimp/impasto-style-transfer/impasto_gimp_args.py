@@ -38,6 +38,7 @@ ESTIMATE_ARGUMENTS = (
     "style-file",
     "style-file-2",
     "more-style-files",
+    "all-frames",
 )
 # The dialog's layout, as GIMP's own filters group theirs: what to paint with first,
 # then size and quality, the frames, and the raw numbers folded away.

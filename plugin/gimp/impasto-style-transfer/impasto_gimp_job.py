@@ -87,19 +87,33 @@ def _run_job(job: HostJob) -> None:
 
 def estimate_request(image: Gimp.Image, drawable: Gimp.Drawable, config: Gimp.ProcedureConfig):
     """What the dialog's estimate line asks about: (endpoint, width, height, options or
-    the ImpastoError the settings make, number of styles), for ``EstimateWatch.request``."""
+    the ImpastoError the settings make, number of styles, frames, sequence options or
+    None for a still), for ``EstimateWatch.request``. All frames: the whole canvas per
+    frame layer (holds, sent once, still counted: finding one means reading them all)."""
     endpoint = config.get_property("endpoint") or None
     n_styles = max(1, len(args.style_paths(config)))
-    region = layers.selection_region(image, drawable)
     try:
+        options = options_from_settings(args.settings_from_config(config))
+        if config.get_property("all-frames"):
+            n_frames = len(frames.frame_layers(image))
+            sequence = sequence_options_from_settings(args.sequence_settings_from_config(config))
+            return (
+                endpoint,
+                image.get_width(),
+                image.get_height(),
+                options,
+                n_styles,
+                n_frames,
+                sequence,
+            )
+        region = layers.selection_region(image, drawable)
         if region is None:
             raise ImpastoError("the selection does not touch the layer", BAD_OPTIONS)
-        options = options_from_settings(args.settings_from_config(config))
         if config.get_property("refine-preview"):
             options = refinement_options(options)
     except ImpastoError as exc:
-        return endpoint, 0, 0, exc, n_styles
-    return endpoint, region.width, region.height, options, n_styles
+        return endpoint, 0, 0, exc, n_styles, 1, None
+    return endpoint, region.width, region.height, options, n_styles, 1, None
 
 
 def _prepare(config: Gimp.ProcedureConfig):

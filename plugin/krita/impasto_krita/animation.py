@@ -38,6 +38,18 @@ def is_animated_paint_layer(node: Any) -> bool:
     return node is not None and node.type() == "paintlayer" and bool(node.animated())
 
 
+def animation_extent(doc: Any, node: Any) -> tuple[int, int, int]:
+    """(width, height, keyframes) an animation run of ``node`` sends, without reading a
+    pixel: the whole canvas per keyframe (a hold of identical keyframes, sent once, is
+    still counted: finding one means reading every frame)."""
+    if doc is None or not is_animated_paint_layer(node):
+        raise ImpastoError("choose an animated paint layer to stylise its animation", BAD_IMAGE)
+    keyframes = len(keyframe_times(doc, node))
+    if not keyframes:
+        raise ImpastoError(f"layer '{node.name()}' has no keyframes to stylise", BAD_IMAGE)
+    return doc.width(), doc.height(), keyframes
+
+
 class KritaAnimationRun(KritaRun):
     """Stylise every keyframe of the active animated paint layer (the whole canvas of
     each); the result is a new animated layer with a keyframe at each source time."""

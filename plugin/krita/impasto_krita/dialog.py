@@ -27,6 +27,7 @@ from impasto.plugin.hostjob import (
     format_eta,
     is_result_name,
     options_from_settings,
+    sequence_options_from_settings,
 )
 from impasto.shared import paths
 from impasto.shared.errors import ImpastoError
@@ -34,7 +35,7 @@ from impasto.shared.options import CHOICES, QUALITY_PRESETS, STRENGTH_PRESETS
 
 from . import qtimage
 from .adapter import PLACEMENTS, KritaRun, region_rect
-from .animation import KritaAnimationRun, is_animated_paint_layer
+from .animation import KritaAnimationRun, animation_extent, is_animated_paint_layer
 from .qt import (  # PyQt6 in Krita 6, PyQt5 in Krita 5
     QCheckBox,
     QComboBox,
@@ -170,6 +171,7 @@ class StyleTransferDialog(QDialog):
         self.estimate_timer = QTimer(self)  # shows its answer once the thread has it
         self.estimate_timer.setInterval(150)
         self.estimate_timer.timeout.connect(self._show_estimate)
+        self._seen_state: str | None = None  # the daemon's state the estimate was asked in
         saved = self._load_settings()
         self.recent_files: list[str] = saved.pop("recent_files", [])
         self._build(saved)
@@ -247,6 +249,7 @@ class StyleTransferDialog(QDialog):
         self.whole_animation.toggled.connect(
             lambda _on: self.placement.setEnabled(not self._animation_chosen())
         )
+        self.whole_animation.toggled.connect(self._ask_estimate)
         form.addRow(self.whole_animation)
         root.addLayout(form)
         self.estimate = QLabel()
@@ -478,6 +481,7 @@ class StyleTransferDialog(QDialog):
         finally:
             run.close()
         self._check_daemon()
+        self._ask_estimate(fresh=True)  # the daemon has measured its speed now
         if job.error is not None:
             self._show_error(job.error_text or "the job failed")
         elif names:
@@ -555,22 +559,32 @@ class StyleTransferDialog(QDialog):
         self._show_connection()
 
     # -- the estimate before a run ----------------------------------------------------------
-    def _ask_estimate(self, *_changed: Any) -> None:
+    def _ask_estimate(self, *_changed: Any, fresh: bool = False) -> None:
         """Ask (in the background, debounced) what these settings would take on the
-        active layer; called on every change of size, iterations or stroke scale."""
+        active layer, or its animation; called on every change of size, iterations,
+        stroke scale or "Stylise animation", when the daemon connects and after a run
+        (``fresh``: even for settings already answered)."""
         doc = Krita.instance().activeDocument()
         node = doc.activeNode() if doc is not None else None
         settings = self.settings()
+        n_frames, sequence = 1, None
         try:
             endpoint = paths.check_endpoint(settings["endpoint"] or paths.default_endpoint())
-            width, height = region_rect(doc, node)[2:]
+            if self._animation_chosen():
+                width, height, n_frames = animation_extent(doc, node)
+                sequence = sequence_options_from_settings(settings)
+            else:
+                width, height = region_rect(doc, node)[2:]
             options: Any = options_from_settings(settings)
         except ImpastoError as exc:
             options, endpoint, width, height = exc, None, 0, 0
         except ValueError:  # an endpoint being typed
             self.estimate.setText("")
             return
-        self.estimator.request(endpoint, width, height, options, max(1, len(settings["styles"])))
+        n_styles = max(1, len(settings["styles"]))
+        self.estimator.request(
+            endpoint, width, height, options, n_styles, n_frames, sequence, fresh=fresh
+        )
         self.estimate_timer.start()
         self._show_estimate()
 
@@ -586,11 +600,19 @@ class StyleTransferDialog(QDialog):
             state, detail = self.watch.state, self.watch.detail
             if state != CHECKING:
                 self.state_timer.stop()
+                self._estimate_on_connect(state)
             local = self.watch.endpoint and paths.is_loopback(self.watch.endpoint)
             if state == UNREACHABLE and local and self.autostart.isChecked():
                 detail += " · Stylise starts one"
         colour = STATE_COLOURS.get(state, "#c33")
         self.connection.setText(f'Daemon: <b style="color:{colour}">{state}</b> — {_html(detail)}')
+
+    def _estimate_on_connect(self, state: str) -> None:
+        """Ask for the estimate again once a daemon answers (one the dialog started,
+        or the artist did): until then the line only says it waits for one."""
+        seen, self._seen_state = self._seen_state, state
+        if state == CONNECTED and seen != CONNECTED:
+            self._ask_estimate(fresh=seen is not None)
 
     def closeEvent(self, event) -> None:
         if self.run is not None:
