@@ -243,7 +243,12 @@ def free_display(chroot: Path) -> int:
     """An X display number with no lock file on the host or in ``chroot``, away from the
     :99 upward that host runs of ``xvfb-run -a`` take."""
     start = 200 + os.getpid() % 300
+    # An X server in another root (a GIMP or another Krita chroot) leaves no lock file
+    # here, but its abstract socket is listed in /proc/net/unix: Xvfb could not bind a
+    # display taken that way and Krita found no display (seen once in a full run).
+    listening = Path("/proc/net/unix").read_text(errors="replace")
     for n in range(start, start + 300):
-        if not any(Path(root, "tmp", f".X{n}-lock").exists() for root in ("/", chroot)):
+        locked = any(Path(root, "tmp", f".X{n}-lock").exists() for root in ("/", chroot))
+        if not locked and f"@/tmp/.X11-unix/X{n}\n" not in listening:
             return n
     raise RuntimeError("no free X display number between 200 and 800")

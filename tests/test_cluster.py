@@ -160,7 +160,9 @@ def test_a_killed_actor_job_finishes_on_the_other(ray_daemon, cluster, pair):
     """Last in this module: it leaves one actor dead."""
     content, style = pair
     client = ray_daemon.client(timeout=10)
-    job = client.submit(content, [style], {**FAST, "iterations": 40, "frames": 20})
+    # Long enough to outlast the kill: its driver process takes seconds to join the
+    # cluster, and under load a 40-iteration job had finished on the victim by then.
+    job = client.submit(content, [style], {**FAST, "iterations": 400, "frames": 20})
     deadline = time.monotonic() + 120
     while not any(
         isinstance(e, Progress) and e.frame is not None for e in client.poll(0.5)
@@ -171,7 +173,7 @@ def test_a_killed_actor_job_finishes_on_the_other(ray_daemon, cluster, pair):
     kill_actor(cluster, victim)
 
     result = client.wait(job, timeout=180)
-    assert result.iterations == 40 and not result.cancelled
+    assert result.iterations == 400 and not result.cancelled
     assert result.image.width == content.width
     info = wait_status(ray_daemon, lambda i: all(a["running"] is None for a in actors(i)), 30)
     states = {a["name"]: a["state"] for a in actors(info)}
