@@ -63,7 +63,7 @@ HOST_SETTINGS = frozenset(
 STROKE_SCALE_TOOLTIP = (
     "How big the brush strokes come out. fine: optimise at the output size only (keeps "
     "the layout, small strokes); medium: start at half the size; large: start at 128 px "
-    "(big, loose strokes; the layout may melt); auto: one scale up to 768 px, a "
+    "(big, loose strokes; the layout may melt); auto: one scale up to 1024 px, a "
     "coarse-to-fine start above. A coarser start gives bigger strokes."
 )
 

@@ -24,10 +24,15 @@ FINEST_SHARE = 0.3
 DECAY = 0.8
 
 
-# stroke_scale "auto": up to this long edge one scale (at 256 and 512 px a single scale
-# beat the 128-px coarse-to-fine start at equal time on style and content on two of three
-# held-out pairs, issue 13); above it the layout is set cheaply from a quarter of the size.
-AUTO_SINGLE_MAX = 768
+# stroke_scale "auto": up to this long edge one scale; above it the layout is set cheaply
+# from a quarter of the size. At 256 and 512 px a single scale beat the 128-px
+# coarse-to-fine start at equal time on style and content on two of three held-out pairs
+# (issue 13). At 1024 px (bench_schedule.py, 80 iterations, CPU seconds, max-pooled
+# judge) one scale beat the quarter-size start on style and content at every time on
+# tubingen/starry_night, and on content at every time on astronaut/picasso, where
+# coarse-to-fine kept the better style (25.8k against 30.5k at the end): never worse on
+# both, so 1024 px runs at one scale too. 2048 px is not settled by measurement yet.
+AUTO_SINGLE_MAX = 1024
 # Output edge / coarsest edge per stroke scale (None: the coarsest is MIN_EDGE).
 STROKE_RATIO = {"fine": 1.0, "medium": 2.0, "auto": 4.0, "large": None}
 # "auto" leaves a coarse scale early once its loss flattens: less than this relative
