@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -685,23 +685,26 @@ class Client:
                 self._replies.pop(next(iter(self._replies)))
 
 
+_Checked = TypeVar("_Checked", JobOptions, SequenceOptions)
+
+
+def _checked(kind: type[_Checked], value: _Checked | dict | None) -> _Checked:
+    """Options as given, checked here (``from_dict`` is the one validator; its
+    OptionsError is an ImpastoError), or the defaults for None."""
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        value.validate()
+        return value
+    return kind.from_dict(dict(value))
+
+
 def _options(options: JobOptions | dict | None) -> JobOptions:
-    """JobOptions.from_dict is the one validator; its OptionsError is an ImpastoError."""
-    if options is None:
-        return JobOptions()
-    if isinstance(options, JobOptions):
-        options.validate()
-        return options
-    return JobOptions.from_dict(dict(options))
+    return _checked(JobOptions, options)
 
 
 def _sequence_options(sequence: SequenceOptions | dict | None) -> SequenceOptions:
-    if sequence is None:
-        return SequenceOptions()
-    if isinstance(sequence, SequenceOptions):
-        sequence.validate()
-        return sequence
-    return SequenceOptions.from_dict(dict(sequence))
+    return _checked(SequenceOptions, sequence)
 
 
 def _descriptor(image: RawImage) -> list[int]:
