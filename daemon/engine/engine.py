@@ -303,6 +303,11 @@ class Engine:
             "speed_measured": prior is not None,
         }
 
+    def eta_costs(self, height: int, width: int, options, n_styles: int = 1) -> list[eta.ScaleCost]:
+        """The ETA's cost of each scale of a job (bench/eta_replay.py replays runs on it)."""
+        opts = check_options(options)
+        return self._costs(self._setup(height, width, opts), n_styles)
+
     def _costs(self, setup: _Setup, n_styles: int) -> list[eta.ScaleCost]:
         costs = []
         for s, m in zip(setup.plan, setup.memory, strict=True):

@@ -1,0 +1,177 @@
+"""Time to pastiche's 300-step quality, style and content apart, on several pairs.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_quality.py --size 512 \\
+        [--pairs astronaut:picasso_selfport1907 chelsea:seated-nude] [--out-dir DIR]
+
+Issue 13's first target: at 512 px, reach the quality of pastiche's 300 L-BFGS steps on
+style *and* content (independent judge) in a fraction of its time. For each pair,
+pastiche 1.6.0 runs 300 steps with its default objective (content 0.01, style 10, no
+TV; average pooling), saving a picture every 50 steps; then Impasto runs the same
+objective with its defaults (stroke scale auto, automatic precision), saving frames.
+Both are scored by two judges (the original VGG19 with average pooling, which both
+optimisers use, and with max pooling, which neither sees), style and content apart.
+The table gives, per judge, the first Impasto frame at or below pastiche's final
+picture on style and on content, and its CPU time as a share of pastiche's.
+
+Both tools run one after the other with one thread each, timed in CPU seconds, so the
+ratio holds on a shared machine. pastiche's log gives wall seconds per step; they are
+scaled by its process's CPU/wall ratio (close to 1 for one thread on a free core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import parse_pastiche, pastiche
+from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator
+
+from impasto.daemon.engine import Engine
+from impasto.shared.options import JobOptions
+
+IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
+EXT = {p.stem: p for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png")}
+JUDGES = ("avg", "max")
+
+
+def rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+
+
+def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -> dict:
+    """pastiche's run: its pictures every 50 steps with their CPU seconds."""
+    log, ws = out / "pastiche.log", out / "pastiche_ws"
+    proc = pastiche(size, steps, out / "pastiche.png", 10, log, ws, content, style)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"pastiche failed:\n{log.read_text()}")
+    rows = parse_pastiche(log.read_text())
+    wall = {step: seconds for step, seconds, _ in rows}
+    cpu_per_wall = (usage.ru_utime + usage.ru_stime) / rows[-1][1]
+    shots = [(int(f.stem), f) for f in sorted(ws.glob("*.png")) if int(f.stem) in wall]
+    shots = [s for s in shots if s[0] < steps] + [(steps, out / "pastiche.png")]
+    return {
+        "cpu_per_wall": cpu_per_wall,
+        "frames": [
+            (wall[n] * cpu_per_wall, n, np.asarray(Image.open(f).convert("RGB"))) for n, f in shots
+        ],
+    }
+
+
+def run_impasto(content: Path, style: Path, size: int, iterations: int) -> dict:
+    """Impasto's defaults on pastiche's objective: frames with CPU seconds and iterations."""
+    frames: list[tuple[float, int, np.ndarray]] = []
+
+    def on_progress(p) -> None:
+        if p.image is not None:
+            cpu = time.process_time() - cpu0
+            frames.append(
+                (cpu, p.iteration, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+            )
+
+    opts = JobOptions(
+        size=size,
+        iterations=iterations,
+        content_weight=CONTENT_WEIGHT,
+        style_weight=STYLE_WEIGHT,
+        tv_weight=0.0,
+        frames=iterations // 4,
+        seed=0,
+    )
+    cpu0 = time.process_time()
+    result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
+    return {"precision": result.precision, "frames": frames}
+
+
+def scored(frames, judges: dict[str, Evaluator]) -> list[dict]:
+    rows = []
+    for cpu, step, img in frames:
+        row: dict = {"cpu": cpu, "step": step}
+        for name, judge in judges.items():
+            loss = judge.loss(img)
+            row[f"{name}_style"], row[f"{name}_content"] = loss["style"], loss["content"]
+        rows.append(row)
+    return rows
+
+
+def reached(rows: list[dict], bar: dict, judge: str) -> dict | None:
+    """First row at or below ``bar`` on style and content of ``judge``."""
+    keys = (f"{judge}_style", f"{judge}_content")
+    return next((r for r in rows if all(r[k] <= bar[k] for k in keys)), None)
+
+
+def markdown(results: list[dict], size: int) -> str:
+    lines = [
+        "| pair | judge | pastiche final: style / content | CPU s | Impasto reaches both at "
+        "| CPU s | share of pastiche's | Impasto final: style / content |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        bar, p_end = res["pastiche"][-1], res["pastiche"][-1]["cpu"]
+        last = res["impasto"][-1]
+        for judge in JUDGES:
+            r = reached(res["impasto"], bar, judge)
+            at = f"iteration {r['step']}" if r else "not reached"
+            cpu = f"{r['cpu']:.0f}" if r else ""
+            share = f"**{r['cpu'] / p_end:.2f}x**" if r else ""
+            style, content = f"{judge}_style", f"{judge}_content"
+            lines.append(
+                f"| {res['pair']} | {judge} | {bar[style]:.0f} / {bar[content]:.0f} "
+                f"| {p_end:.0f} | {at} | {cpu} | {share} "
+                f"| {last[style]:.0f} / {last[content]:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=300, help="pastiche's steps")
+    ap.add_argument("--iterations", type=int, default=200, help="Impasto's iterations")
+    ap.add_argument(
+        "--pairs", nargs="+", default=["astronaut:picasso_selfport1907", "chelsea:seated-nude"]
+    )
+    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/quality"))
+    ap.add_argument("--report", action="store_true", help="only print the table from --out-dir")
+    args = ap.parse_args()
+    path = args.out_dir / f"quality_{args.size}.json"
+    if not args.report:
+        results = []
+        for pair in args.pairs:
+            c, s = (EXT[n] for n in pair.split(":"))
+            out = args.out_dir / pair.replace(":", "_")
+            out.mkdir(parents=True, exist_ok=True)
+            p = run_pastiche(c, s, args.size, args.steps, out)
+            i = run_impasto(c, s, args.size, args.iterations)
+            h, w = i["frames"][-1][2].shape[:2]
+            judges = {pool: Evaluator(c, s, w, h, pooling=pool) for pool in JUDGES}
+            Image.fromarray(i["frames"][-1][2]).save(out / "impasto.png")
+            results.append(
+                {
+                    "pair": pair,
+                    "iterations": args.iterations,
+                    "precision": i["precision"],
+                    "pastiche_cpu_per_wall": p["cpu_per_wall"],
+                    "pastiche": scored(p["frames"], judges),
+                    "impasto": scored(i["frames"], judges),
+                }
+            )
+            print(
+                f"{pair}: pastiche {results[-1]['pastiche'][-1]['cpu']:.0f} CPU s, "
+                f"Impasto {results[-1]['impasto'][-1]['cpu']:.0f} CPU s",
+                flush=True,
+            )
+            path.write_text(json.dumps(results, indent=1))
+    print(markdown(json.loads(path.read_text()), args.size))
+
+
+if __name__ == "__main__":
+    main()
