@@ -26,6 +26,7 @@ real end, over the run; the target is within 25% from 10% of the run on.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -202,20 +203,116 @@ def plot(results: list[dict], path: Path, key: str = "max_style") -> None:
                 )
                 for t, v in ((s["t"], s[key]) for s in r["scores"])
             ]
-            draw.line(xy, fill=colours.get(r["stroke"], "gray"), width=2)
+            colour = colours.get(r["stroke"], "gray")
+            draw.line(xy, fill=colour, width=2)
+            ex, ey = xy[-1]  # the finished picture: where this run's budget ends
+            draw.ellipse([ex - 4, ey - 4, ex + 4, ey + 4], outline=colour, width=2)
         draw.text((ox + pad, ph - pad + 20), f"0 .. {tmax:.0f} CPU s", fill="black")
         legend = ", ".join(f"{k}={v}" for k, v in colours.items())
         draw.text((ox + pad, ph), legend, fill="black")
     sheet.save(path)
 
 
-def report(out_dir: Path) -> None:
-    """Tables for every size measured in ``out_dir`` and their loss-against-seconds plots."""
-    for path in sorted(out_dir.glob("schedule_*.json"), key=lambda q: int(q.stem.split("_")[1])):
-        data = json.loads(path.read_text())
-        print(markdown(data["results"], data["size"], data["iterations"]), "\n", flush=True)
+def fine_at(fine: dict, t: float, key: str) -> float | None:
+    """The single-scale run's ``key`` at CPU time ``t``, log-linear between its frames."""
+    pts = [(s["t"], s[key]) for s in fine["scores"]]
+    if t < pts[0][0] or t > pts[-1][0]:
+        return None
+    for (t0, v0), (t1, v1) in itertools.pairwise(pts):
+        if t0 <= t <= t1:
+            w = (t - t0) / max(t1 - t0, 1e-9)
+            return float(np.exp((1 - w) * np.log(v0) + w * np.log(v1)))
+    return pts[-1][1]
+
+
+def verdict(style: float, content: float, ref_style: float, ref_content: float) -> str:
+    better = (style <= ref_style, content <= ref_content)
+    return {
+        (True, True): "**better on both**",
+        (False, False): "worse on both",
+        (True, False): "better style, worse content",
+        (False, True): "worse style, better content",
+    }[better]
+
+
+def budget_table(size: int, results: list[dict]) -> str:
+    """Each multi-scale run's finished picture against one scale at the same CPU time.
+
+    A coarse-to-fine run's frames before its end are not what a shorter run would give
+    (its iterations are split by the budget), so only its final picture is compared:
+    with the single-scale run's frame at that same CPU time (one scale's frames are what
+    shorter single-scale runs end at). Runs of several budgets give several points.
+    """
+    lines = [
+        f"#### {size} px: finished multi-scale runs against one scale at equal CPU time",
+        "",
+        "| pair | schedule | iterations | ends at CPU s | max style / content | one scale then "
+        "| max judge | avg judge |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        fine = max(
+            (r for r in res["runs"] if r["stroke"] == "fine"), key=lambda r: r["end"], default=None
+        )
+        if fine is None:
+            continue
+        for r in sorted(res["runs"], key=lambda r: (r["stroke"], r["end"])):
+            if r["stroke"] == "fine":
+                continue
+            last, t = r["scores"][-1], r["scores"][-1]["t"]
+            found = {k: fine_at(fine, t, k) for k in SCORE_KEYS}
+            mine = f"{last['max_style']:.0f} / {last['max_content']:.0f}"
+            ref = {k: v for k, v in found.items() if v is not None}
+            if len(ref) < len(found):
+                lines.append(
+                    f"| {res['pair']} | {r['stroke']} | {r['iterations']} | {t:.0f} | {mine} "
+                    f"| (one scale ended at {fine['end']:.0f} s) | | |"
+                )
+                continue
+            judges = [
+                verdict(
+                    last[f"{j}_style"], last[f"{j}_content"], ref[f"{j}_style"], ref[f"{j}_content"]
+                )
+                for j in ("max", "avg")
+            ]
+            lines.append(
+                f"| {res['pair']} | {r['stroke']} | {r['iterations']} | {t:.0f} | {mine} "
+                f"| {ref['max_style']:.0f} / {ref['max_content']:.0f} | {judges[0]} | {judges[1]} |"
+            )
+    return "\n".join(lines)
+
+
+SCORE_KEYS = ("max_style", "max_content", "avg_style", "avg_content")
+
+
+def merged(dirs: list[Path]) -> dict[int, list[dict]]:
+    """Results of every size found in ``dirs``, runs of one pair gathered together."""
+    sizes: dict[int, dict[str, list[dict]]] = {}
+    for d in dirs:
+        for path in d.glob("schedule_*.json"):
+            data = json.loads(path.read_text())
+            pairs = sizes.setdefault(data["size"], {})
+            for res in data["results"]:
+                for r in res["runs"]:
+                    r.setdefault("iterations", data["iterations"])
+                    pairs.setdefault(res["pair"], []).append(r)
+    return {
+        size: [{"pair": pair, "runs": runs} for pair, runs in pairs.items()]
+        for size, pairs in sorted(sizes.items())
+    }
+
+
+def report(dirs: list[Path]) -> None:
+    """Tables for every size measured in ``dirs`` and their loss-against-seconds plots
+    (written to the first folder)."""
+    for d in dirs:
+        for path in sorted(d.glob("schedule_*.json"), key=lambda q: int(q.stem.split("_")[1])):
+            data = json.loads(path.read_text())
+            print(markdown(data["results"], data["size"], data["iterations"]), "\n", flush=True)
+    for size, results in merged(dirs).items():
+        print(budget_table(size, results), "\n", flush=True)
         for key in ("max_style", "max_content"):
-            plot(data["results"], out_dir / f"schedule_{data['size']}_{key.split('_')[1]}.png", key)
+            plot(results, dirs[0] / f"schedule_{size}_{key.split('_')[1]}.png", key)
 
 
 def main() -> None:
@@ -225,7 +322,9 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)
     ap.add_argument("--strokes", nargs="+", default=["fine", "medium", "large", "auto"])
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/schedule"))
-    ap.add_argument("--report", type=Path, help="only print tables and draw plots from a folder")
+    ap.add_argument(
+        "--report", type=Path, nargs="+", help="only print tables and draw plots from folders"
+    )
     args = ap.parse_args()
     if args.report:
         report(args.report)
@@ -248,11 +347,17 @@ def main() -> None:
                 name = f"final_{size}_{pair.replace(':', '_')}_{stroke}.jpg"
                 Image.fromarray(picture).save(args.out_dir / name, quality=92)
                 runs.append(r)
+                # each run's timing kept at once: a long bench stopped midway keeps them
+                timing = {k: v for k, v in r.items() if k not in ("frames",)}
+                with (args.out_dir / f"runs_{size}.jsonl").open("a") as f:
+                    f.write(
+                        json.dumps({"pair": pair, "iterations": args.iterations, **timing}) + "\n"
+                    )
             score(runs, c, s)
             results.append({"pair": pair, "runs": runs})
             data = {"size": size, "iterations": args.iterations, "results": results}
             (args.out_dir / f"schedule_{size}.json").write_text(json.dumps(data, indent=1))
-    report(args.out_dir)
+    report([args.out_dir])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Replays bench_schedule.py's recorded runs through the current ETA model.
 
-    .venv/bin/python bench/eta_replay.py /tmp/schedule/schedule_2048.json
+    .venv/bin/python bench/eta_replay.py /tmp/schedule/schedule_2048.json [runs_1024.jsonl ...]
 
 bench_schedule.py records, at every iteration, the wall and CPU seconds since the run
 began, the ETA the engine gave, and the scale. Here each run's iterations are fed to
@@ -51,22 +51,35 @@ def replay(records: list, costs: list[eta.ScaleCost]) -> list[tuple[float, float
     return preds
 
 
+def recorded_runs(path: Path):
+    """(size, pair, iterations, run) from a schedule_SIZE.json or a runs_SIZE.jsonl."""
+    size = int(path.stem.split("_")[1])
+    if path.suffix == ".jsonl":  # written run by run, before any scoring
+        for line in path.read_text().splitlines():
+            run = json.loads(line)
+            yield size, run["pair"], run["iterations"], run
+        return
+    data = json.loads(path.read_text())
+    for res in data["results"]:
+        for run in res["runs"]:
+            yield size, res["pair"], data["iterations"], run
+
+
 def main() -> None:
-    data = json.loads(Path(sys.argv[1]).read_text())
     engine = Engine()
     print(f"worst error from {', '.join(f'{f:.0%}' for f in FROM)} of the run on")
-    for res in data["results"]:
-        content = Image.open(EXT[res["pair"].split(":")[0]])
-        for run in res["runs"]:
+    for path in sys.argv[1:]:
+        for size, pair, iterations, run in recorded_runs(Path(path)):
             if len(run.get("etas", [[]])[0]) < 5:
-                print(f"{res['pair']} {run['stroke']}: no per-iteration records")
+                print(f"{size} {pair} {run['stroke']}: no per-iteration records")
                 continue
-            opts = objective_options(data["size"], data["iterations"], run["stroke"])
+            content = Image.open(EXT[pair.split(":")[0]])
+            opts = objective_options(size, iterations, run["stroke"])
             costs = engine.eta_costs(content.height, content.width, opts)
             replayed = worst(replay(run["etas"], costs), run["end"])
             logged = worst([(w, e) for w, e, *_ in run["etas"]], run["wall"])
             print(
-                f"{res['pair']} {run['stroke']}: replayed (CPU) {replayed}; logged (wall) {logged}"
+                f"{size} {pair} {run['stroke']}: replayed (CPU) {replayed}; logged (wall) {logged}"
             )
 
 
