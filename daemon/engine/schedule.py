@@ -25,13 +25,13 @@ DECAY = 0.8
 
 
 # stroke_scale "auto": up to this long edge one scale; above it the layout is set cheaply
-# from a quarter of the size. At 256 and 512 px a single scale beat the 128-px
-# coarse-to-fine start at equal time on style and content on two of three held-out pairs
-# (issue 13). At 1024 px (bench_schedule.py, 80 iterations, CPU seconds, max-pooled
-# judge) one scale beat the quarter-size start on style and content at every time on
-# tubingen/starry_night, and on content at every time on astronaut/picasso, where
-# coarse-to-fine kept the better style (25.8k against 30.5k at the end): never worse on
-# both, so 1024 px runs at one scale too. 2048 px is not settled by measurement yet.
+# from a quarter of the size. bench_schedule.py (max-pooled judge, style and content
+# apart, each finished multi-scale picture against one scale at the same CPU time):
+# at 256 and 512 px the pair decides (one scale better on both on tubingen and
+# astronaut, coarse-to-fine on chelsea/seated-nude), so no fixed choice wins on every
+# pair and one scale, which keeps the content, is the default; at 1024 px one scale won
+# on both on tubingen (a trade-off on astronaut); at 2048 px the quarter-size start
+# traded style for content against one scale (tubingen), in 43% of one scale's time.
 AUTO_SINGLE_MAX = 1024
 # Output edge / coarsest edge per stroke scale (None: the coarsest is MIN_EDGE).
 STROKE_RATIO = {"fine": 1.0, "medium": 2.0, "auto": 4.0, "large": None}
