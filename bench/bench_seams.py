@@ -102,11 +102,10 @@ def main() -> None:
         .convert("RGB")
         .resize(picture.shape[1::-1], Image.Resampling.LANCZOS)
     )
-    print(
-        "\n| border | across it | picture's typical | ratio | neighbours' | ratio | "
-        "content's ratio there | rows/columns further from typical |"
+    table_head(
+        "border | across it | picture's typical | ratio | neighbours' | ratio | "
+        "content's ratio there | rows/columns further from typical"
     )
-    print("|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for name, axis, positions in (("x", 1, xs), ("y", 0, ys)):
         prof = profile(picture, axis)  # prof[i-1] is the step from i-1 to i
@@ -132,17 +131,22 @@ def main() -> None:
         against_untiled(picture, np.asarray(Image.open(args.untiled).convert("RGB")), xs, ys)
 
 
+def table_head(columns: str) -> None:
+    """A Markdown table's head from ``"a | b | c"``."""
+    print(f"\n| {columns} |")
+    print("|" + "---|" * (columns.count("|") + 1))
+
+
 def against_untiled(tiled: np.ndarray, untiled: np.ndarray, xs: list[int], ys: list[int]):
     """Each border's step in the tiled picture over the untiled one's at the same place."""
     if tiled.shape != untiled.shape:
         sys.exit(
             f"the untiled picture is {untiled.shape[1]}x{untiled.shape[0]}, not the same job's"
         )
-    print(
-        "\n| border | tiled / untiled (median) | (mean) | other rows/columns: "
-        "median |ratio - 1| (mean stat) | 95th percentile | share further than this border |"
+    table_head(
+        "border | tiled / untiled (median) | (mean) | other rows/columns: median deviation "
+        "of the mean ratio | 95th percentile | share further than this border"
     )
-    print("|---|---|---|---|---|---|")
     worst = 0.0
     for name, axis, positions in (("x", 1, xs), ("y", 0, ys)):
         ratio = {
