@@ -165,3 +165,14 @@ def test_eta_weights_scales_by_cost_and_learns_speed():
     truth = 3e-6 * costs[1].per_iteration * 10
     assert abs(left - truth) / truth < 0.35
     assert left > before  # the prior was optimistic; the ETA grew with the evidence
+
+
+def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():
+    engine = Engine(memory_budget=16 * 1024 * memory.MB)
+    opts = dict(size=768, iterations=5, scales=1)
+    whole = engine.eta_costs(576, 768, JobOptions(**opts))[-1]
+    tiled = engine.eta_costs(576, 768, JobOptions(**opts, tile_size=256))[-1]
+    # 9 windows of up to 448 px (256 + two 96 px halos) seen in two passes: measured at
+    # 3.9x the untiled iteration's time (eta.FORWARD_SHARE); the model must say 3-5x.
+    assert 3.0 < tiled.per_iteration / whole.per_iteration < 5.0
+    assert tiled.iterations == whole.iterations == 5
