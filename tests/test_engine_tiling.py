@@ -169,9 +169,9 @@ def test_eta_weights_scales_by_cost_and_learns_speed():
 
 def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():
     engine = Engine(memory_budget=16 * 1024 * memory.MB)
-    opts = dict(size=768, iterations=5, scales=1)
-    whole = engine.eta_costs(576, 768, JobOptions(**opts))[-1]
-    tiled = engine.eta_costs(576, 768, JobOptions(**opts, tile_size=256))[-1]
+    whole = engine.eta_costs(576, 768, JobOptions(size=768, iterations=5, scales=1))[-1]
+    tiled_opts = JobOptions(size=768, iterations=5, scales=1, tile_size=256)
+    tiled = engine.eta_costs(576, 768, tiled_opts)[-1]
     # 9 windows of up to 448 px (256 + two 96 px halos) seen in two passes: measured at
     # 3.9x the untiled iteration's time (eta.FORWARD_SHARE); the model must say 3-5x.
     assert 3.0 < tiled.per_iteration / whole.per_iteration < 5.0
