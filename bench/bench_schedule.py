@@ -36,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator
+from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator, LayoutJudge
 
-from impasto.daemon.engine import Engine
+from impasto.daemon.engine import Engine, schedule
 from impasto.shared.options import JobOptions
 
 IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
@@ -112,6 +112,7 @@ def eta_errors(etas: list[tuple], end: float) -> dict[str, float]:
 def score(runs: list[dict], content: Path, style: Path) -> None:
     h, w = runs[0]["frames"][-1][1].shape[:2]
     judges = {pool: Evaluator(content, style, w, h, pooling=pool) for pool in ("avg", "max")}
+    layout = LayoutJudge(content, w, h)
     for r in runs:
         r["scores"] = []
         for t, img in r.pop("frames"):
@@ -120,6 +121,7 @@ def score(runs: list[dict], content: Path, style: Path) -> None:
                 loss = judge.loss(img)
                 row[f"{pool}_style"], row[f"{pool}_content"] = loss["style"], loss["content"]
             row["objective"] = row["avg_style"] + row["avg_content"]
+            row["layout"] = layout.distance(img)
             r["scores"].append(row)
 
 
@@ -235,21 +237,31 @@ def verdict(style: float, content: float, ref_style: float, ref_content: float) 
     }[better]
 
 
-def budget_table(size: int, results: list[dict]) -> str:
+def auto_pick(ratio: float | None) -> str:
+    """What "auto" does on a pair whose probe gave ``ratio`` (bench_probe.py)."""
+    if ratio is None:
+        return ""
+    pick = "coarse" if ratio > schedule.SLOW_STYLE else "one scale"
+    return f"{ratio:.3f}: {pick}"
+
+
+def budget_table(size: int, results: list[dict], probes: dict[str, float] | None = None) -> str:
     """Each multi-scale run's finished picture against one scale at the same CPU time.
 
     A coarse-to-fine run's frames before its end are not what a shorter run would give
     (its iterations are split by the budget), so only its final picture is compared:
     with the single-scale run's frame at that same CPU time (one scale's frames are what
     shorter single-scale runs end at). Runs of several budgets give several points.
+    ``probes``: each pair's probe ratio (bench_probe.py), shown with auto's choice.
     """
     lines = [
         f"#### {size} px: finished multi-scale runs against one scale at equal CPU time",
         "",
         "| pair | schedule | iterations | ends at CPU s | max style / content | one scale then "
-        "| max judge | avg judge |",
-        "|---|---|---|---|---|---|---|---|",
+        "| max judge | avg judge | layout: run / one scale | probe: auto picks |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    probes = probes or {}
     for res in results:
         fine = max(
             (r for r in res["runs"] if r["stroke"] == "fine"), key=lambda r: r["end"], default=None
@@ -266,7 +278,7 @@ def budget_table(size: int, results: list[dict]) -> str:
             if len(ref) < len(found):
                 lines.append(
                     f"| {res['pair']} | {r['stroke']} | {r['iterations']} | {t:.0f} | {mine} "
-                    f"| (one scale ended at {fine['end']:.0f} s) | | |"
+                    f"| (one scale ended at {fine['end']:.0f} s) | | | | |"
                 )
                 continue
             judges = [
@@ -275,9 +287,13 @@ def budget_table(size: int, results: list[dict]) -> str:
                 )
                 for j in ("max", "avg")
             ]
+            scored = "layout" in last and "layout" in fine["scores"][0]  # older files: no
+            ref_layout = fine_at(fine, t, "layout") if scored else None
+            layout = "" if ref_layout is None else f"{last['layout']:.3f} / {ref_layout:.3f}"
             lines.append(
                 f"| {res['pair']} | {r['stroke']} | {r['iterations']} | {t:.0f} | {mine} "
-                f"| {ref['max_style']:.0f} / {ref['max_content']:.0f} | {judges[0]} | {judges[1]} |"
+                f"| {ref['max_style']:.0f} / {ref['max_content']:.0f} | {judges[0]} | {judges[1]} "
+                f"| {layout} | {auto_pick(probes.get(res['pair']))} |"
             )
     return "\n".join(lines)
 
@@ -302,6 +318,17 @@ def merged(dirs: list[Path]) -> dict[int, list[dict]]:
     }
 
 
+def merged_probes(dirs: list[Path]) -> dict[int, dict[str, float]]:
+    """Probe ratios per size and pair from bench_probe.py's files in ``dirs``."""
+    out: dict[int, dict[str, float]] = {}
+    for d in dirs:
+        for path in d.glob("probe_*.json"):
+            if path.stem.count("_") != 1:  # probe_SIZE_default.json: another objective
+                continue
+            out.setdefault(int(path.stem.split("_")[1]), {}).update(json.loads(path.read_text()))
+    return out
+
+
 def report(dirs: list[Path]) -> None:
     """Tables for every size measured in ``dirs`` and their loss-against-seconds plots
     (written to the first folder)."""
@@ -309,8 +336,9 @@ def report(dirs: list[Path]) -> None:
         for path in sorted(d.glob("schedule_*.json"), key=lambda q: int(q.stem.split("_")[1])):
             data = json.loads(path.read_text())
             print(markdown(data["results"], data["size"], data["iterations"]), "\n", flush=True)
+    probes = merged_probes(dirs)
     for size, results in merged(dirs).items():
-        print(budget_table(size, results), "\n", flush=True)
+        print(budget_table(size, results, probes.get(size)), "\n", flush=True)
         for key in ("max_style", "max_content"):
             plot(results, dirs[0] / f"schedule_{size}_{key.split('_')[1]}.png", key)
 

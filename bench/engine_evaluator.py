@@ -63,3 +63,31 @@ class Evaluator:
         out = {"content": CONTENT_WEIGHT * c, "style": STYLE_WEIGHT * s}
         out["total"] = out["content"] + out["style"]
         return out
+
+
+# The layout judge's size: the picture seen from across the room. On chelsea/seated-nude
+# at 512 px VGG's conv4_2 distance preferred the coarse-to-fine picture (2512 against
+# one scale's 2761 at equal CPU time) while by eye it had lost the cat's right eye; the
+# luminance correlation at this size ranked them as the eye did (0.86 against 0.92).
+LAYOUT_EDGE = 32
+
+
+def _luminance(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    a = np.asarray(img.convert("L").resize(size, Image.Resampling.BOX), np.float64)
+    return (a - a.mean()) / max(float(a.std()), 1e-6)
+
+
+class LayoutJudge:
+    """A judge that knows no network: 1 − the correlation of the picture's luminance
+    with the content's at LAYOUT_EDGE px on the long edge (0: the same light and dark
+    masses in the same places). Lower is better, like the losses."""
+
+    def __init__(self, content_path, width: int, height: int):
+        scale = LAYOUT_EDGE / max(width, height)
+        self.size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        self.content = _luminance(Image.open(content_path), self.size)
+
+    def distance(self, image: np.ndarray) -> float:
+        """``image``: uint8 (H, W, 3)."""
+        lum = _luminance(Image.fromarray(image[:, :, :3]), self.size)
+        return float(1.0 - (lum * self.content).mean())

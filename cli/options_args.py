@@ -110,7 +110,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--stroke-scale",
         choices=CHOICES["stroke_scale"],
         help="coarse-to-fine look: fine (output size only), medium (from half size), "
-        "large (from 128 px: big strokes); default auto picks by size",
+        "large (from 128 px: big strokes); default auto picks by size and by how the "
+        "first iterations lower the style loss",
     )
     m.add_argument(
         "--memory-budget",

@@ -63,8 +63,9 @@ HOST_SETTINGS = frozenset(
 STROKE_SCALE_TOOLTIP = (
     "How big the brush strokes come out. fine: optimise at the output size only (keeps "
     "the layout, small strokes); medium: start at half the size; large: start at 128 px "
-    "(big, loose strokes; the layout may melt); auto: one scale up to 1024 px, a "
-    "coarse-to-fine start above. A coarser start gives bigger strokes."
+    "(big, loose strokes; the layout may melt); auto: one scale up to 1024 px unless its "
+    "first iterations barely move the style (then from half the size), a coarse-to-fine "
+    "start above. A coarser start gives bigger strokes."
 )
 
 # Settings of an animation run (SequenceOptions); a still run passes over them.

@@ -86,7 +86,8 @@ class JobOptions:
     scales: int | None = None  # None = from stroke_scale; 1 = fixed resolution
     # The coarse-to-fine look: "fine" optimises at the output size only (the paper),
     # "medium" starts at half the output size, "large" at 128 px (big, loose strokes,
-    # the layout may melt); "auto" picks by size (engine/schedule.py). ``scales`` overrides.
+    # the layout may melt); "auto" picks by size and by how the first iterations go
+    # (engine/schedule.py). ``scales`` overrides.
     stroke_scale: str = "auto"
     frames: int = 8  # progress frames to emit, evenly spaced (0 = final image only)
     frame_size: int | None = None  # long edge cap of emitted frames

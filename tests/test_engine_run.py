@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from impasto.daemon.engine import CancelToken, Engine, Progress, StyleResult
+from impasto.daemon.engine import CancelToken, Engine, Progress, StyleResult, schedule
 from impasto.shared.errors import (
     BAD_IMAGE,
     BAD_OPTIONS,
@@ -340,3 +341,29 @@ def test_options_dict_and_custom_layers(engine, content, style):
         },
     )
     assert result.image.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_auto_turns_coarse_to_fine_only_after_a_slow_probe(
+    engine, content, style, monkeypatch, slow
+):
+    # The threshold is the only thing set by hand: 0 makes every probe slow, inf none.
+    monkeypatch.setattr(schedule, "SLOW_STYLE", 0.0 if slow else math.inf)
+    total = schedule.PROBE_MIN_BUDGET
+    seen: list[Progress] = []
+    result = engine.run(content, style, opts(iterations=total, frames=4), on_progress=seen.append)
+    assert [p.iteration for p in seen] == list(range(1, total + 1))
+    assert all(p.total == total for p in seen) and result.iterations == total
+    # the probe's iterations and the one that reads its losses run at the output size
+    probe = seen[: schedule.PROBE_ITERATIONS + 1]
+    assert all((p.n_scales, p.width) == (1, 64) for p in probe)
+    rest = seen[schedule.PROBE_ITERATIONS + 1 :]
+    if slow:
+        assert rest[0].width < 64 and rest[0].scale == 1 and rest[0].n_scales >= 2
+        assert [p.width for p in rest] == sorted(p.width for p in rest)
+    else:
+        assert all((p.n_scales, p.width) == (1, 64) for p in rest)
+    assert (seen[-1].width, seen[-1].height, seen[-1].scale) == (64, 48, seen[-1].n_scales)
+    # no extra frame where the plan changed, and the ETA counts down to the new plan's end
+    assert [p.iteration for p in seen if p.image is not None] == [10, 20, 30, 40]
+    assert seen[-1].eta == 0 and result.image.shape == (48, 64, 3)

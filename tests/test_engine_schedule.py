@@ -68,3 +68,22 @@ def test_a_scale_counts_as_flat_only_when_its_loss_stops_falling():
     assert not schedule.flattened(falling[:5])  # too few to judge
     assert not schedule.flattened(falling)
     assert schedule.flattened([*falling, *[falling[-1] * 0.999] * schedule.PLATEAU_WINDOW])
+
+
+def test_auto_probes_only_single_scale_jobs_with_room_for_the_coarse_plan():
+    budget = schedule.PROBE_MIN_BUDGET
+    assert schedule.probes("auto", 512, None, budget, "content")
+    assert not schedule.probes("auto", 512, None, budget - 1, "content")  # too short
+    assert not schedule.probes("auto", schedule.AUTO_SINGLE_MAX + 1, None, budget, "content")
+    assert not schedule.probes("fine", 512, None, budget, "content")  # the artist's choice
+    assert not schedule.probes("auto", 512, 1, budget, "content")
+    assert not schedule.probes("auto", 512, None, budget, "image")  # already styled
+
+
+def test_the_probe_compares_its_last_style_loss_with_its_first():
+    n = schedule.PROBE_ITERATIONS
+    fast = [100.0 * 0.5**i for i in range(n)]
+    slow = [100.0 * 0.99**i for i in range(n)]
+    assert schedule.probe_ratio(fast) == pytest.approx(0.5 ** (n - 1))
+    assert not schedule.starts_slowly(fast) and schedule.starts_slowly(slow)
+    assert schedule.probe_ratio(slow[:-1]) == 0.0  # not judged before the probe ends

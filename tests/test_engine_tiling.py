@@ -167,6 +167,18 @@ def test_eta_weights_scales_by_cost_and_learns_speed():
     assert left > before  # the prior was optimistic; the ETA grew with the evidence
 
 
+def test_eta_keeps_the_learned_speed_when_the_plan_changes():
+    one = [eta.scale_cost(256, 256, 40, None, 2)]
+    e = eta.Eta(one, prior=1e-6)
+    for _ in range(11):  # the probe: the machine runs at 2e-6 s per unit
+        e.iteration(0, 2e-6 * one[0].per_iteration)
+    coarse = [eta.scale_cost(128, 128, 15, None, 2), eta.scale_cost(256, 256, 14, None, 2)]
+    e.replan(coarse)
+    units = sum(c.per_iteration * c.iterations + c.targets for c in coarse)
+    assert e.remaining() == pytest.approx(units * e.speed)
+    assert e.speed == pytest.approx(2e-6, rel=0.25)
+
+
 def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():
     engine = Engine(memory_budget=16 * 1024 * memory.MB)
     whole = engine.eta_costs(576, 768, JobOptions(size=768, iterations=5, scales=1))[-1]

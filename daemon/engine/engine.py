@@ -84,6 +84,40 @@ def min_side(model: FeatureExtractor, upto: int) -> int:
     return 75 if model.name == "inception_v3" else 32
 
 
+def scales_plan(
+    out_h: int, out_w: int, total: int, n_scales: int | None, need: int
+) -> list[schedule.Scale]:
+    """The job's scales, leaving out those too small for the network (the finest runs
+    their iterations instead)."""
+    plan = [
+        s for s in schedule.plan(out_h, out_w, total, n_scales) if min(s.height, s.width) >= need
+    ]
+    lost = total - sum(s.iterations for s in plan)
+    if lost:
+        plan[-1] = schedule.Scale(out_h, out_w, plan[-1].iterations + lost)
+    return plan
+
+
+def scale_costs(
+    plan: list[schedule.Scale],
+    memory_plans: list[memory.MemoryPlan],
+    model: FeatureExtractor,
+    upto: int,
+    n_styles: int,
+) -> list[eta.ScaleCost]:
+    """The ETA's cost of each scale: its pixels, or its tiles' windows when tiled."""
+    costs = []
+    for s, m in zip(plan, memory_plans, strict=True):
+        windows = None
+        if m.tile is not None:
+            tiles = tiling.grid(
+                s.height, s.width, m.tile, tiling.halo(model, upto), tiling.alignment(model)
+            )
+            windows = [(t.wy1 - t.wy0) * (t.wx1 - t.wx0) for t in tiles]
+        costs.append(eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles))
+    return costs
+
+
 class Engine:
     """Style transfer with model and target caches; one ``run`` at a time per device."""
 
@@ -259,19 +293,8 @@ class Engine:
                 f"{need} px on each side",
                 BAD_IMAGE,
             )
-        plan = [
-            s
-            for s in schedule.plan(
-                out_h,
-                out_w,
-                opts.total_iterations(),
-                schedule.n_scales(opts.stroke_scale, max(out_h, out_w), opts.scales),
-            )
-            if min(s.height, s.width) >= need
-        ]
-        lost = opts.total_iterations() - sum(s.iterations for s in plan)
-        if lost:  # scales too small for the network were dropped: the finest runs longer
-            plan[-1] = schedule.Scale(out_h, out_w, plan[-1].iterations + lost)
+        n = schedule.n_scales(opts.stroke_scale, max(out_h, out_w), opts.scales)
+        plan = scales_plan(out_h, out_w, opts.total_iterations(), n, need)
         memory_plans = self.memory_plans(plan, opts, model, device, dtype, upto)
         return _Setup(
             model, device, dtype, plan, memory_plans, content_layers, style_layers, need, upto
@@ -309,15 +332,7 @@ class Engine:
         return self._costs(self._setup(height, width, opts), n_styles)
 
     def _costs(self, setup: _Setup, n_styles: int) -> list[eta.ScaleCost]:
-        costs = []
-        for s, m in zip(setup.plan, setup.memory, strict=True):
-            windows = None
-            if m.tile is not None:
-                halo = tiling.halo(setup.model, setup.upto)
-                tiles = tiling.grid(s.height, s.width, m.tile, halo, tiling.alignment(setup.model))
-                windows = [(t.wy1 - t.wy0) * (t.wx1 - t.wx0) for t in tiles]
-            costs.append(eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles))
-        return costs
+        return scale_costs(setup.plan, setup.memory, setup.model, setup.upto, n_styles)
 
     def budget(self, device: torch.device, opts: JobOptions) -> int:
         """The job's memory budget in bytes: the engine's (or the device's default),
@@ -600,35 +615,65 @@ class _Run:
             )
         )
 
+    def _go_coarse(self, x: torch.Tensor, iterations: int) -> torch.Tensor:
+        """Spend the job's remaining ``iterations`` coarse-to-fine (the probe found a
+        slow start; schedule.PROBE_ITERATIONS); returns the picture shrunk to the new
+        first scale."""
+        out_h, out_w = self.plan[-1].height, self.plan[-1].width
+        n = schedule.n_scales(schedule.PROBE_SWITCH_TO, max(out_h, out_w), None)
+        self.plan = scales_plan(out_h, out_w, iterations, n, self.min_side)
+        self.memory_plans = self.engine.memory_plans(
+            self.plan, self.opts, self.model, self.device, self.model.dtype, self.upto
+        )
+        costs = scale_costs(self.plan, self.memory_plans, self.model, self.upto, len(self.styles))
+        self.eta.replan(costs)
+        return imageops.resize(x, self.plan[0].height, self.plan[0].width)
+
     def execute(self) -> tuple[np.ndarray, str | None]:
         x = None
         stop = None
         out_h, out_w = self.plan[-1].height, self.plan[-1].width
         adaptive = self.opts.stroke_scale == "auto" and self.opts.scales is None
+        o = self.opts
+        probing = schedule.probes(o.stroke_scale, max(out_h, out_w), o.scales, self.total, o.init)
         carried = 0  # iterations a coarse scale left unused; the finest scale gets them
-        for k, scale in enumerate(self.plan):
+        k = 0
+        while k < len(self.plan):
+            scale = self.plan[k]
             h, w = scale.height, scale.width
             finest = k == len(self.plan) - 1
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb, self.memory_plans[k].tile)
-            x = self._initial(h, w, content_rgb) if x is None else imageops.upscale(x, h, w)
+            if x is None:
+                x = self._initial(h, w, content_rgb)
+            elif tuple(x.shape[-2:]) != (h, w):
+                x = imageops.upscale(x, h, w)
             self.eta.targets(k)
             self._tick = time.perf_counter()
             totals: list[float] = []
+            styles: list[float] = []
 
-            def after(i, xi, losses, last, k=k, scale=scale, totals=totals):
+            def after(i, xi, losses, last, k=k, scale=scale, totals=totals, styles=styles):
                 now = time.perf_counter()
                 self.eta.iteration(k, now - self._tick)
                 self._tick = now
                 self.iteration += 1
                 self.last_losses = losses
                 totals.append(losses["total"])
-                self._report(k, scale, xi, losses, force=last)
+                styles.append(losses["style"])
+                # A frame of the last picture on a real stop, not on a change of scale.
+                self._report(k, scale, xi, losses, force=last and self._stop_reason() is not None)
 
-            def should_stop(finest=finest, totals=totals):
+            def should_stop(
+                finest=finest, totals=totals, styles=styles, probing=probing, adaptive=adaptive
+            ):
                 reason = self._stop_reason()
                 if reason is None and adaptive and not finest and schedule.flattened(totals):
                     return "plateau"
+                # decided in the iteration after the probe's (``after`` records an
+                # iteration's losses once should_stop has run)
+                if reason is None and probing and len(styles) == schedule.PROBE_ITERATIONS:
+                    return "coarser" if schedule.starts_slowly(styles) else None
                 return reason
 
             iterations = scale.iterations + (carried if finest else 0)
@@ -644,6 +689,11 @@ class _Run:
                 history=self.memory_plans[k].history,
             )
             x, stop = outcome.image, outcome.stop
+            probing = False  # one look, at the first scale
+            if stop == "coarser":  # start again coarse-to-fine
+                x = self._go_coarse(x, scale.iterations - outcome.iterations)
+                adaptive, k, stop = False, 0, None
+                continue
             if stop == "plateau":  # move up a scale early
                 left = scale.iterations - outcome.iterations
                 carried += left
@@ -651,5 +701,6 @@ class _Run:
                 stop = None
             if stop:
                 break
+            k += 1
         assert x is not None  # the plan has at least one scale
         return self._picture(x, out_h, out_w), stop

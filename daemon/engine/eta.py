@@ -112,6 +112,12 @@ class Eta:
         self.costs[source] = ScaleCost(c.iterations - iterations, c.per_iteration, c.targets)
         self.costs[target] = ScaleCost(t.iterations + iterations, t.per_iteration, t.targets)
 
+    def replan(self, costs: list[ScaleCost]) -> None:
+        """The rest of the run follows new scales (an "auto" job that turned
+        coarse-to-fine); the speed learned so far carries over."""
+        self.costs = costs
+        self.scale, self.done_in_scale, self.targets_built = 0, 0, False
+
     def remaining(self) -> float:
         units = 0.0
         for k, c in enumerate(self.costs):

@@ -24,7 +24,8 @@ FINEST_SHARE = 0.3
 DECAY = 0.8
 
 
-# stroke_scale "auto": up to this long edge one scale; above it the layout is set cheaply
+# stroke_scale "auto": up to this long edge one scale (unless its probe, below, finds a
+# slow start); above it the layout is set cheaply
 # from a quarter of the size. bench_schedule.py (max-pooled judge, style and content
 # apart, each finished multi-scale picture against one scale at the same CPU time):
 # at 256 and 512 px the pair decides (one scale better on both on tubingen and
@@ -35,10 +36,30 @@ DECAY = 0.8
 AUTO_SINGLE_MAX = 1024
 # Output edge / coarsest edge per stroke scale (None: the coarsest is MIN_EDGE).
 STROKE_RATIO = {"fine": 1.0, "medium": 2.0, "auto": 4.0, "large": None}
-# "auto" leaves a coarse scale early once its loss flattens: less than this relative
-# drop over the last PLATEAU_WINDOW iterations (its remaining iterations go to the finest).
+# "auto" above AUTO_SINGLE_MAX leaves a coarse scale early once its loss flattens: less
+# than this relative drop over the last PLATEAU_WINDOW iterations (its remaining
+# iterations go to the finest).
 PLATEAU_WINDOW = 8
 PLATEAU_DROP = 0.02
+# "auto" up to AUTO_SINGLE_MAX watches one scale's first PROBE_ITERATIONS: where the
+# style loss keeps over SLOW_STYLE of its start there, the rest of the budget goes
+# coarse-to-fine as PROBE_SWITCH_TO plans it, where big colour fields move at a
+# fraction of the cost. bench_probe.py against bench_schedule.py's verdicts (24 pairs at
+# 256 and 512 px, max-pooled judge): the one pair that kept 0.41-0.45 (chelsea /
+# seated-nude; no other above 0.32) is the one where coarse-to-fine beat one scale on
+# style and content by the widest margin, at every size and budget tried (256-1024 px).
+# Milder coarse wins showed 0.04-0.24, overlapping pairs where it lost on both (0.05),
+# so no threshold separates those; this one sits above them all, since a wrong switch
+# costs layout (the layout judge preferred one scale in every run).
+PROBE_ITERATIONS = 10
+SLOW_STYLE = 0.35  # style loss after the probe / before it, above which the start is slow
+PROBE_MIN_BUDGET = 4 * PROBE_ITERATIONS  # shorter jobs keep one scale, unprobed
+# The plan a slow start switches to. chelsea/seated-nude at 512 px, 100 iterations
+# (bench_schedule.py with the layout judge): from half the size 34.4k / 2334 (max-pooled
+# style / content) and layout 0.128 in 73 CPU s; from MIN_EDGE 34.5k / 2508 and 0.145 in
+# 60 s, the cat's face melted by eye; one scale at 73 s: 141k / 2743, 0.081. (At 256 px
+# the two plans are the same.)
+PROBE_SWITCH_TO = "medium"
 
 
 def n_scales(stroke_scale: str, long_edge: int, scales: int | None) -> int | None:
@@ -59,6 +80,35 @@ def flattened(totals: list[float]) -> bool:
         return False
     before, now = totals[-1 - PLATEAU_WINDOW], totals[-1]
     return before > 0 and (before - now) / before < PLATEAU_DROP
+
+
+def probe_ratio(styles: list[float]) -> float:
+    """The style loss at the probe's last iteration over its first (``styles``: the
+    style loss each iteration reported, of the picture it started from)."""
+    if len(styles) < PROBE_ITERATIONS or styles[0] <= 0:
+        return 0.0
+    return styles[PROBE_ITERATIONS - 1] / styles[0]
+
+
+def starts_slowly(styles: list[float]) -> bool:
+    """True when the probe's steps kept over SLOW_STYLE of the style loss."""
+    return probe_ratio(styles) > SLOW_STYLE
+
+
+def probes(stroke_scale: str, long_edge: int, scales: int | None, total: int, init: str) -> bool:
+    """Whether a job starts at one scale and may turn coarse-to-fine (see PROBE_ITERATIONS).
+
+    Only from the content image, where the probe was measured: a picture already styled
+    (a refinement, a resumed job) falls slowly because it is near its end, not because
+    its start is hard.
+    """
+    return (
+        stroke_scale == "auto"
+        and scales is None
+        and init == "content"
+        and long_edge <= AUTO_SINGLE_MAX
+        and total >= PROBE_MIN_BUDGET
+    )
 
 
 @dataclass(frozen=True)

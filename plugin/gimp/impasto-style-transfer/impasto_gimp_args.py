@@ -108,7 +108,7 @@ _CHOICE_LABELS = {
 
 # The stroke scale's own labels ("fine" means small strokes here, not the slow preset).
 _STROKE_LABELS = {
-    "auto": "Auto (by size)",
+    "auto": "Auto (by size and picture)",
     "fine": "Fine strokes",
     "medium": "Medium strokes",
     "large": "Large strokes",
