@@ -14,6 +14,7 @@ import pytest
 
 from impasto.plugin import install_gimp
 from tests import gimp_chroot
+from tests.daemon_fixture import give_token_to_chroot
 from tests.test_gimp import (  # noqa: F401  (the fixture and tests re-run on GIMP 3.2)
     gimp_run,
     test_frames_land_in_a_layer_group_with_alpha_kept,
@@ -36,6 +37,9 @@ def gimp_root():
     except gimp_chroot.ChrootUnavailable as exc:
         pytest.fail(str(exc))
     install_gimp.install(dest=root / gimp_chroot.plugin_dir_in_root(SERIES))
+    # The sid chroot is cached across machines: a token left there by another machine's
+    # run (or none) makes the daemon refuse the plug-in, so this run's token goes in.
+    give_token_to_chroot(root)
     return root
 
 
