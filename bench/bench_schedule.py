@@ -339,8 +339,9 @@ def report(dirs: list[Path]) -> None:
     probes = merged_probes(dirs)
     for size, results in merged(dirs).items():
         print(budget_table(size, results, probes.get(size)), "\n", flush=True)
-        for key in ("max_style", "max_content"):
-            plot(results, dirs[0] / f"schedule_{size}_{key.split('_')[1]}.png", key)
+        layout = all("layout" in r["scores"][0] for res in results for r in res["runs"])
+        for key in ("max_style", "max_content", *(("layout",) if layout else ())):
+            plot(results, dirs[0] / f"schedule_{size}_{key.removeprefix('max_')}.png", key)
 
 
 def main() -> None:
