@@ -55,7 +55,7 @@ def table(dirs: list[Path]) -> str:
     for pair in pairs:
         cells = [columns[n].get(pair) for n in names]
         marks = [
-            "" if v is None else f"**{v:.3f}**" if v > schedule.SLOW_STYLE else f"{v:.3f}"
+            "" if v is None else f"**{v:.3f}**" if schedule.is_slow(v) else f"{v:.3f}"
             for v in cells
         ]
         lines.append(f"| {pair} | " + " | ".join(marks) + " |")
@@ -89,7 +89,7 @@ def main() -> None:
         for pair in args.pairs:
             c, s = (EXT[n] for n in pair.split(":"))
             ratios[pair] = probe_ratio(engine, c, s, size, args.objective)
-            pick = "coarse-to-fine" if ratios[pair] > schedule.SLOW_STYLE else "one scale"
+            pick = "coarse-to-fine" if schedule.is_slow(ratios[pair]) else "one scale"
             print(f"| {size} | {pair} | {ratios[pair]:.3f} | {pick} |", flush=True)
             path.write_text(json.dumps(ratios, indent=1))
 

@@ -237,11 +237,16 @@ def verdict(style: float, content: float, ref_style: float, ref_content: float) 
     }[better]
 
 
+def has_layout(run: dict) -> bool:
+    """Whether ``run`` was scored by the layout judge (files from before it was not)."""
+    return "layout" in run["scores"][0]
+
+
 def auto_pick(ratio: float | None) -> str:
     """What "auto" does on a pair whose probe gave ``ratio`` (bench_probe.py)."""
     if ratio is None:
         return ""
-    pick = "coarse" if ratio > schedule.SLOW_STYLE else "one scale"
+    pick = "coarse" if schedule.is_slow(ratio) else "one scale"
     return f"{ratio:.3f}: {pick}"
 
 
@@ -287,8 +292,7 @@ def budget_table(size: int, results: list[dict], probes: dict[str, float] | None
                 )
                 for j in ("max", "avg")
             ]
-            scored = "layout" in last and "layout" in fine["scores"][0]  # older files: no
-            ref_layout = fine_at(fine, t, "layout") if scored else None
+            ref_layout = fine_at(fine, t, "layout") if has_layout(r) and has_layout(fine) else None
             layout = "" if ref_layout is None else f"{last['layout']:.3f} / {ref_layout:.3f}"
             lines.append(
                 f"| {res['pair']} | {r['stroke']} | {r['iterations']} | {t:.0f} | {mine} "
@@ -339,7 +343,7 @@ def report(dirs: list[Path]) -> None:
     probes = merged_probes(dirs)
     for size, results in merged(dirs).items():
         print(budget_table(size, results, probes.get(size)), "\n", flush=True)
-        layout = all("layout" in r["scores"][0] for res in results for r in res["runs"])
+        layout = all(has_layout(r) for res in results for r in res["runs"])
         for key in ("max_style", "max_content", *(("layout",) if layout else ())):
             plot(results, dirs[0] / f"schedule_{size}_{key.removeprefix('max_')}.png", key)
 

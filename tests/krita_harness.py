@@ -191,14 +191,13 @@ class KritaHome:
         spec_path.write_text(json.dumps(spec))
         log = out_dir / "krita.log"
         started = time.monotonic()
-        returncode = self._launch(spec_path, run_dir / "result.json", log, started + timeout)
-        if not (run_dir / "result.json").exists() and NO_DISPLAY in log.read_text(errors="replace"):
+        written = run_dir / "result.json"
+        returncode = self._launch(spec_path, written, log, started + timeout)
+        if not written.exists() and NO_DISPLAY in log.read_text(errors="replace"):
             # Krita started before its X server was up (xvfb-run in a chroot; seen once in
             # a few full runs, Krita gone in 0 s): the test never reached the plug-in, so
             # it runs once more on a fresh display.
-            returncode = self._launch(
-                spec_path, run_dir / "result.json", log, time.monotonic() + timeout
-            )
+            returncode = self._launch(spec_path, written, log, time.monotonic() + timeout)
         self.runs += 1
         if run_dir != out_dir:  # facts, pixel dumps and outputs back to where tests look
             outputs = {inner for inner, _ in back}

@@ -90,9 +90,14 @@ def probe_ratio(styles: list[float]) -> float:
     return styles[PROBE_ITERATIONS - 1] / styles[0]
 
 
+def is_slow(ratio: float) -> bool:
+    """Auto's decision on a probe's ratio: over SLOW_STYLE of the style loss kept."""
+    return ratio > SLOW_STYLE
+
+
 def starts_slowly(styles: list[float]) -> bool:
     """True when the probe's steps kept over SLOW_STYLE of the style loss."""
-    return probe_ratio(styles) > SLOW_STYLE
+    return is_slow(probe_ratio(styles))
 
 
 def probes(stroke_scale: str, long_edge: int, scales: int | None, total: int, init: str) -> bool:
