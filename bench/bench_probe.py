@@ -7,7 +7,8 @@
 For each pair and size, a single-scale run of ``schedule.PROBE_ITERATIONS``
 iterations with bench_schedule.py's objective, and the ratio auto's probe judges: the
 optimiser's style loss at the last of those iterations over the first. Writes
-``probe_SIZE.json`` ({pair: ratio}) into the output folder (``probe_SIZE_default.json``
+``probe_SIZE.json`` ({pair: ratio}) and ``curves_SIZE.json`` ({pair: the style loss
+at each iteration}) into the output folder (``probe_SIZE_default.json``
 with ``--objective default``: Impasto's own weights), where ``bench_schedule.py
 --report`` puts each ratio and auto's choice beside the verdicts of the schedules at
 equal CPU time, so the threshold can be checked against them.
@@ -28,7 +29,10 @@ from impasto.daemon.engine import Engine, schedule
 from impasto.shared.options import JobOptions
 
 
-def probe_ratio(engine: Engine, content: Path, style: Path, size: int, objective: str) -> float:
+def probe_styles(
+    engine: Engine, content: Path, style: Path, size: int, objective: str
+) -> list[float]:
+    """The optimiser's style loss at each of the probe's iterations."""
     styles: list[float] = []
     opts = objective_options(size, schedule.PROBE_ITERATIONS, "fine")
     if objective == "default":  # Impasto's own weights (content 0.05, TV 2)
@@ -37,7 +41,7 @@ def probe_ratio(engine: Engine, content: Path, style: Path, size: int, objective
     engine.run(
         rgb(content), [rgb(style)], opts, on_progress=lambda p: styles.append(p.losses["style"])
     )
-    return schedule.probe_ratio(styles)
+    return styles
 
 
 def table(dirs: list[Path]) -> str:
@@ -85,13 +89,17 @@ def main() -> None:
     for size in args.sizes:
         suffix = "" if args.objective == "pastiche" else "_default"
         path = args.out_dir / f"probe_{size}{suffix}.json"
+        curves_path = path.with_name(f"curves_{size}{suffix}.json")
         ratios = json.loads(path.read_text()) if path.exists() else {}
+        curves = json.loads(curves_path.read_text()) if curves_path.exists() else {}
         for pair in args.pairs:
             c, s = (EXT[n] for n in pair.split(":"))
-            ratios[pair] = probe_ratio(engine, c, s, size, args.objective)
+            curves[pair] = probe_styles(engine, c, s, size, args.objective)
+            ratios[pair] = schedule.probe_ratio(curves[pair])
             pick = "coarse-to-fine" if schedule.is_slow(ratios[pair]) else "one scale"
             print(f"| {size} | {pair} | {ratios[pair]:.3f} | {pick} |", flush=True)
             path.write_text(json.dumps(ratios, indent=1))
+            curves_path.write_text(json.dumps(curves))
 
 
 if __name__ == "__main__":
