@@ -46,7 +46,7 @@ def per_iteration(size: int, iters: int, content, style, precision: str) -> dict
 def time_to_quality(
     size: int, every: int, content_path, style_path, out: str, precision: str
 ) -> dict:
-    """The default (coarse-to-fine) run, saving a frame every ``every`` final-scale iterations.
+    """The default run, saving a frame every ``every`` final-scale iterations.
 
     The clock starts at process start (imports, model loading and targets count) and
     excludes only the PNG saving; the bench scores the frames after the run.

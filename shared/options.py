@@ -16,7 +16,8 @@ from typing import Any
 from impasto.shared.errors import BAD_OPTIONS, ImpastoError
 
 # Named presets. Strength scales the style weight; quality picks the iteration budget
-# (over all coarse-to-fine scales; about 30% of it runs at the output size).
+# (over all of a job's scales: up to 1024 px "auto" spends it at the output size unless
+# its probe turns coarse-to-fine, see the engine's schedule.py).
 STRENGTH_PRESETS: dict[str, float] = {"subtle": 0.3, "balanced": 1.0, "strong": 3.0}
 QUALITY_PRESETS: dict[str, int] = {"draft": 100, "standard": 200, "fine": 400}
 
