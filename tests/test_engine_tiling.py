@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from impasto.daemon.engine import CancelToken, Engine, eta, memory, tiling
+from impasto.daemon.engine.engine import CALIBRATION_ITERATIONS
 from impasto.daemon.engine.losses import gram
 from impasto.daemon.engine.models import available_layers
 from impasto.daemon.engine.objective import Objective
@@ -177,6 +178,27 @@ def test_eta_keeps_the_learned_speed_when_the_plan_changes():
     units = sum(c.per_iteration * c.iterations + c.targets for c in coarse)
     assert e.remaining() == pytest.approx(units * e.speed)
     assert e.speed == pytest.approx(2e-6, rel=0.25)
+
+
+def test_calibrate_gives_a_fresh_engines_estimate_the_speed_it_measured():
+    engine = Engine()
+    options = JobOptions(size=512, iterations=100, scales=1)
+    guessed = engine.preflight(384, 512, options)
+    result = engine.calibrate()
+    measured = engine.preflight(384, 512, options)
+    assert (guessed["speed_measured"], measured["speed_measured"]) == (False, True)
+    assert result.iterations == CALIBRATION_ITERATIONS and result.stop_reason == "done"
+    (speed,) = engine._speeds.values()  # one (device, arithmetic) measured
+    assert measured["seconds"] == pytest.approx(
+        guessed["seconds"] * speed / eta.DEFAULT_SECONDS_PER_UNIT
+    )
+    loads = engine.models_loaded
+    engine.run(
+        np.random.default_rng(1).random((48, 64, 3)),
+        [np.random.default_rng(2).random((48, 64, 3))],
+        JobOptions(size=64, iterations=1, frames=0),
+    )
+    assert engine.models_loaded == loads  # the network a default job needs was loaded
 
 
 def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():

@@ -84,6 +84,15 @@ def min_side(model: FeatureExtractor, upto: int) -> int:
     return 75 if model.name == "inception_v3" else 32
 
 
+# The calibration job: its first iteration is not timed (eta.Eta), the others are. The
+# speed per ETA cost unit barely depends on the size: one thread, bfloat16, a fresh
+# engine per size on the 2-core Zen 4, 13.2 / 14.1 / 15.3 / 15.0 / 15.3 µs per unit at
+# 128 / 256 / 384 / 512 / 768 px; 256 px is within 8% of them all above it, in about a
+# second.
+CALIBRATION_EDGE = 256
+CALIBRATION_ITERATIONS = 3
+
+
 def scales_plan(
     out_h: int, out_w: int, total: int, n_scales: int | None, need: int
 ) -> list[schedule.Scale]:
@@ -305,8 +314,8 @@ class Engine:
 
         For an editor's dialog before the run: the output size, the scales (size,
         iterations, tiles), the estimated peak memory against the budget, and the
-        estimated seconds (from this engine's last job on the same device and
-        arithmetic, else a default speed). Raises the job's own errors (options,
+        estimated seconds (at the speed of this engine's last job or ``calibrate`` on
+        the same device and arithmetic, else a default speed). Raises the job's own errors (options,
         too_large_for_device), so a dialog can show them before submitting.
         """
         opts = check_options(options if options is not None else JobOptions())
@@ -325,6 +334,32 @@ class Engine:
             "seconds": eta.Eta(costs, prior).total_before(),
             "speed_measured": prior is not None,
         }
+
+    def calibrate(self, device: str = "auto", precision: str = "auto") -> StyleResult:
+        """Run a small job so that this engine's speed on ``device`` is measured: an
+        estimate before the first real job (``preflight``) is then this machine's, not
+        ``eta.DEFAULT_SECONDS_PER_UNIT`` (2x optimistic on a CPU without AMX). Loads the
+        network the default layers need, so the next job starts at once. Under a small
+        memory budget the job is smaller (down to 32 px), never refused for its size."""
+        edge = CALIBRATION_EDGE
+        while True:  # the largest square up to CALIBRATION_EDGE the memory budget allows
+            options = JobOptions(
+                size=edge,
+                iterations=CALIBRATION_ITERATIONS,
+                scales=1,
+                frames=0,
+                device=device,
+                precision=precision,
+            )
+            try:
+                self.preflight(edge, edge, options)
+                break
+            except ImpastoError as exc:
+                if exc.code != TOO_LARGE_FOR_DEVICE or edge <= 32:
+                    raise
+                edge //= 2
+        noise = np.random.default_rng(0).random((2, edge, edge, 3)).astype(np.float32)
+        return self.run(noise[0], [noise[1]], options)
 
     def eta_costs(self, height: int, width: int, options, n_styles: int = 1) -> list[eta.ScaleCost]:
         """The ETA's cost of each scale of a job (bench/eta_replay.py replays runs on it)."""
