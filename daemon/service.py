@@ -161,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-file", default=None, help="log file (default: in the state folder)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--no-warmup", action="store_true", help="load the model on the first job")
+    p.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="load the model on the first job (and estimate at a default speed until then)",
+    )
     p.add_argument(
         "--memory-budget",
         type=int,
