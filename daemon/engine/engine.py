@@ -315,8 +315,9 @@ class Engine:
         For an editor's dialog before the run: the output size, the scales (size,
         iterations, tiles), the estimated peak memory against the budget, and the
         estimated seconds (at the speed of this engine's last job or ``calibrate`` on
-        the same device and arithmetic, else a default speed). Raises the job's own errors (options,
-        too_large_for_device), so a dialog can show them before submitting.
+        the same device and arithmetic, else a default speed). Raises the job's own
+        errors (options, too_large_for_device), so a dialog can show them before
+        submitting.
         """
         opts = check_options(options if options is not None else JobOptions())
         setup = self._setup(height, width, opts)
@@ -338,7 +339,8 @@ class Engine:
     def calibrate(self, device: str = "auto", precision: str = "auto") -> StyleResult:
         """Run a small job so that this engine's speed on ``device`` is measured: an
         estimate before the first real job (``preflight``) is then this machine's, not
-        ``eta.DEFAULT_SECONDS_PER_UNIT`` (2x optimistic on a CPU without AMX). Loads the
+        ``eta.DEFAULT_SECONDS_PER_UNIT`` (the AMX figure: 0.60-0.73x of the real time on the
+        2-core Zen 4 without AMX, 0.85-1.02x calibrated; bench/bench_calibrate.py). Loads the
         network the default layers need, so the next job starts at once. Under a small
         memory budget the job is smaller (down to 32 px), never refused for its size."""
         edge = CALIBRATION_EDGE
