@@ -163,7 +163,8 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             p = run_pastiche(c, s, args.size, args.steps, out)
             runs = {o: run_impasto(c, s, args.size, args.iterations, o) for o in args.objectives}
-            h, w = next(iter(runs.values()))["frames"][-1][2].shape[:2]
+            first = next(iter(runs.values()))
+            h, w = first["frames"][-1][2].shape[:2]
             judges = {pool: Evaluator(c, s, w, h, pooling=pool) for pool in JUDGES}
             for o, i in runs.items():
                 Image.fromarray(i["frames"][-1][2]).save(out / f"impasto_{o}.png")
@@ -171,7 +172,7 @@ def main() -> None:
                 {
                     "pair": pair,
                     "iterations": args.iterations,
-                    "precision": next(iter(runs.values()))["precision"],
+                    "precision": first["precision"],
                     "pastiche_cpu_per_wall": p["cpu_per_wall"],
                     "pastiche": scored(p["frames"], judges),
                     "impasto": {o: scored(i["frames"], judges) for o, i in runs.items()},

@@ -343,16 +343,16 @@ class Engine:
         2-core Zen 4 without AMX, 0.85-1.02x calibrated; bench/bench_calibrate.py). Loads the
         network the default layers need, so the next job starts at once. Under a small
         memory budget the job is smaller (down to 32 px), never refused for its size."""
+        options = JobOptions(
+            size=CALIBRATION_EDGE,
+            iterations=CALIBRATION_ITERATIONS,
+            scales=1,
+            frames=0,
+            device=device,
+            precision=precision,
+        )
         edge = CALIBRATION_EDGE
         while True:  # the largest square up to CALIBRATION_EDGE the memory budget allows
-            options = JobOptions(
-                size=edge,
-                iterations=CALIBRATION_ITERATIONS,
-                scales=1,
-                frames=0,
-                device=device,
-                precision=precision,
-            )
             try:
                 self.preflight(edge, edge, options)
                 break
@@ -360,6 +360,7 @@ class Engine:
                 if exc.code != TOO_LARGE_FOR_DEVICE or edge <= 32:
                     raise
                 edge //= 2
+                options = options.replace(size=edge)
         noise = np.random.default_rng(0).random((2, edge, edge, 3)).astype(np.float32)
         return self.run(noise[0], [noise[1]], options)
 
