@@ -114,12 +114,13 @@ def plan_lines(info: dict, where: str) -> list[str]:
         f"output {info['width']}x{info['height']} px on {info.get('device') or where} "
         f"({where}); {len(scales)} scale{'s' if len(scales) != 1 else ''}:"
     ]
+    expected = info.get("finest_expected")
     for k, scale in enumerate(scales, 1):
         tiles = f"tiles of {scale['tile']} px" if scale.get("tile") else "whole"
-        lines.append(
-            f"  {k}. {scale['width']}x{scale['height']} px, "
-            f"{scale['iterations']} iterations, {tiles}"
-        )
+        count = f"{scale['iterations']} iterations"
+        if k == len(scales) and expected is not None:
+            count = f"up to {count}, ending once its loss is flat (about {expected} expected)"
+        lines.append(f"  {k}. {scale['width']}x{scale['height']} px, {count}, {tiles}")
     gib = 1024**3
     lines.append(
         f"peak memory about {info['memory_estimate'] / gib:.2f} GB of a "

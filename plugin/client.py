@@ -425,8 +425,10 @@ class Client:
 
         Returns the daemon engine's plan: ``width``/``height`` (output), ``scales``
         (width, height, iterations, tile), ``memory_estimate`` and ``memory_budget``
-        (bytes), ``seconds``, ``speed_measured`` (False: a default speed, from a daemon
-        started with --no-warmup that has run no job yet) and ``device``. Raises the
+        (bytes), ``seconds``, ``finest_expected`` (the finest scale's iterations that
+        time assumes where the job ends once that scale's loss is flat, else None),
+        ``speed_measured`` (False: a default speed, from a daemon started with
+        --no-warmup that has run no job yet) and ``device``. Raises the
         errors a submit would meet (``bad_options``, ``image_too_large``,
         ``too_large_for_device``…). ``timeout``
         (default: at least 60 s) covers a daemon whose engine is still loading.

@@ -367,3 +367,28 @@ def test_auto_turns_coarse_to_fine_only_after_a_slow_probe(
     # no extra frame where the plan changed, and the ETA counts down to the new plan's end
     assert [p.iteration for p in seen if p.image is not None] == [10, 20, 30, 40]
     assert seen[-1].eta == 0 and result.image.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_auto_ends_a_large_picture_once_its_finest_scale_is_flat(
+    engine, content, style, monkeypatch, flat
+):
+    # 64 px stands in for a size above the one-scale range; the threshold is set by hand:
+    # inf makes every window flat, -inf none.
+    monkeypatch.setattr(schedule, "AUTO_SINGLE_MAX", 32)
+    monkeypatch.setattr(schedule, "FINISH_DROP", math.inf if flat else -math.inf)
+    total = 40
+    seen: list[Progress] = []
+    result = engine.run(content, style, opts(iterations=total, frames=4), on_progress=seen.append)
+    finest = [p for p in seen if p.scale == p.n_scales]
+    assert seen[0].n_scales >= 2 and finest and finest[0].width == 64
+    if flat:  # the first time a whole window can be judged
+        assert len(finest) == schedule.FINISH_WINDOW + 2 and result.iterations < total
+        assert seen[-1].image is not None  # the finished picture is a frame too
+    else:
+        assert result.iterations == total
+    assert result.stop_reason == "done" and result.iterations == seen[-1].iteration
+    assert seen[-1].eta == 0 and result.image.shape == (48, 64, 3)
+    # the rule never ends a job that asked for a stroke scale of its own
+    fixed = engine.run(content, style, opts(iterations=total, stroke_scale="medium"))
+    assert fixed.iterations == total

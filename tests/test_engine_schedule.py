@@ -70,6 +70,21 @@ def test_a_scale_counts_as_flat_only_when_its_loss_stops_falling():
     assert schedule.flattened([*falling, *[falling[-1] * 0.999] * schedule.PLATEAU_WINDOW])
 
 
+def test_a_finest_scale_is_finished_on_its_own_window():
+    falling = [100.0 * 0.97**i for i in range(20)]
+    assert not schedule.finished(falling)
+    flat = [*falling, *[falling[-1] * 0.999] * schedule.FINISH_WINDOW]
+    assert schedule.finished(flat) and not schedule.finished(flat[:-1])
+
+
+def test_only_auto_above_the_one_scale_range_ends_on_a_flat_finest_scale():
+    edge = schedule.AUTO_SINGLE_MAX + 1
+    assert schedule.finishes("auto", edge, None)
+    assert not schedule.finishes("auto", schedule.AUTO_SINGLE_MAX, None)  # one scale
+    assert not schedule.finishes("large", edge, None)  # the artist's choice: whole budget
+    assert not schedule.finishes("auto", edge, 3)
+
+
 def test_auto_probes_only_single_scale_jobs_with_room_for_the_coarse_plan():
     budget = schedule.PROBE_MIN_BUDGET
     assert schedule.probes("auto", 512, None, budget, "content")

@@ -180,6 +180,24 @@ def test_eta_keeps_the_learned_speed_when_the_plan_changes():
     assert e.speed == pytest.approx(2e-6, rel=0.25)
 
 
+def test_eta_expects_a_finishing_job_to_end_its_finest_scale_early():
+    costs = [eta.scale_cost(128, 128, 20, None, 2), eta.scale_cost(256, 256, 60, None, 2)]
+    fine = costs[1]
+    e = eta.Eta(costs, prior=1e-6, finest_expected=12)
+    planned = eta.Eta(costs, prior=1e-6)
+    saved = 48 * fine.per_iteration * 1e-6
+    assert planned.total_before() - e.total_before() == pytest.approx(saved)
+    for _ in range(20):
+        e.iteration(0, 1e-6 * costs[0].per_iteration)
+    e.targets(1)
+    assert e.remaining() == pytest.approx(12 * fine.per_iteration * e.speed)  # targets built
+    for _ in range(15):  # past the expected count and not flat yet: one more at a time
+        e.iteration(1, 1e-6 * fine.per_iteration)
+    assert e.remaining() == pytest.approx(fine.per_iteration * e.speed)
+    e.finish()  # flat: the run ends here
+    assert e.remaining() == 0
+
+
 def test_calibrate_gives_a_fresh_engines_estimate_the_speed_it_measured():
     engine = Engine()
     options = JobOptions(size=512, iterations=100, scales=1)

@@ -84,6 +84,8 @@ def min_side(model: FeatureExtractor, upto: int) -> int:
     return 75 if model.name == "inception_v3" else 32
 
 
+# should_stop's answers that only move a job to another scale (not the end of the job)
+MOVES = ("plateau", "coarser")
 # The calibration job: its first iteration is not timed (eta.Eta), the others are. The
 # speed per ETA cost unit barely depends on the size: one thread, bfloat16, a fresh
 # engine per size on the 2-core Zen 4, 13.2 / 14.1 / 15.3 / 15.0 / 15.3 µs per unit at
@@ -263,7 +265,7 @@ class Engine:
             t0,
             need,
             memory_plans,
-            eta.Eta(self._costs(setup, len(style_arrs)), self._speeds.get((str(device), dtype))),
+            self._eta(setup, opts, len(style_arrs)),
         )
         run.extra_terms = dict(extra_terms or {})
         image, stop = run.execute()
@@ -321,8 +323,7 @@ class Engine:
         """
         opts = check_options(options if options is not None else JobOptions())
         setup = self._setup(height, width, opts)
-        costs = self._costs(setup, n_styles)
-        prior = self._speeds.get((str(setup.device), setup.dtype))
+        estimate = self._eta(setup, opts, n_styles)
         return {
             "width": setup.plan[-1].width,
             "height": setup.plan[-1].height,
@@ -332,8 +333,11 @@ class Engine:
             ],
             "memory_estimate": max(m.peak for m in setup.memory),
             "memory_budget": setup.memory[-1].budget,
-            "seconds": eta.Eta(costs, prior).total_before(),
-            "speed_measured": prior is not None,
+            "seconds": estimate.total_before(),
+            # the finest scale's iterations the time assumes when a flat loss ends the
+            # job early (schedule.finishes), else None: all of them
+            "finest_expected": estimate.finest_expected,
+            "speed_measured": (str(setup.device), setup.dtype) in self._speeds,
         }
 
     def calibrate(self, device: str = "auto", precision: str = "auto") -> StyleResult:
@@ -371,6 +375,15 @@ class Engine:
 
     def _costs(self, setup: _Setup, n_styles: int) -> list[eta.ScaleCost]:
         return scale_costs(setup.plan, setup.memory, setup.model, setup.upto, n_styles)
+
+    def _eta(self, setup: _Setup, opts: JobOptions, n_styles: int) -> eta.Eta:
+        """A job's ETA before it runs: its scales' costs at this engine's last speed."""
+        last = setup.plan[-1]
+        finest = schedule.finest_expected(
+            opts.stroke_scale, max(last.height, last.width), opts.scales
+        )
+        prior = self._speeds.get((str(setup.device), setup.dtype))
+        return eta.Eta(self._costs(setup, n_styles), prior, finest)
 
     def budget(self, device: torch.device, opts: JobOptions) -> int:
         """The job's memory budget in bytes: the engine's (or the device's default),
@@ -674,6 +687,7 @@ class _Run:
         adaptive = self.opts.stroke_scale == "auto" and self.opts.scales is None
         o = self.opts
         probing = schedule.probes(o.stroke_scale, max(out_h, out_w), o.scales, self.total, o.init)
+        finishing = schedule.finishes(o.stroke_scale, max(out_h, out_w), o.scales)
         carried = 0  # iterations a coarse scale left unused; the finest scale gets them
         k = 0
         while k < len(self.plan):
@@ -691,7 +705,7 @@ class _Run:
             totals: list[float] = []
             styles: list[float] = []
 
-            def after(i, xi, losses, last, k=k, scale=scale, totals=totals, styles=styles):
+            def after(i, xi, losses, stop, k=k, scale=scale, totals=totals, styles=styles):
                 now = time.perf_counter()
                 self.eta.iteration(k, now - self._tick)
                 self._tick = now
@@ -699,8 +713,10 @@ class _Run:
                 self.last_losses = losses
                 totals.append(losses["total"])
                 styles.append(losses["style"])
+                if stop == "finished":
+                    self.eta.finish()
                 # A frame of the last picture on a real stop, not on a change of scale.
-                self._report(k, scale, xi, losses, force=last and self._stop_reason() is not None)
+                self._report(k, scale, xi, losses, force=stop not in (None, *MOVES))
 
             def should_stop(
                 finest=finest, totals=totals, styles=styles, probing=probing, adaptive=adaptive
@@ -708,6 +724,8 @@ class _Run:
                 reason = self._stop_reason()
                 if reason is None and adaptive and not finest and schedule.flattened(totals):
                     return "plateau"
+                if reason is None and finishing and finest and schedule.finished(totals):
+                    return "finished"
                 # decided in the iteration after the probe's (``after`` records an
                 # iteration's losses once should_stop has run)
                 if reason is None and probing and len(styles) == schedule.PROBE_ITERATIONS:
@@ -732,6 +750,8 @@ class _Run:
                 x = self._go_coarse(x, scale.iterations - outcome.iterations)
                 adaptive, k, stop = False, 0, None
                 continue
+            if stop == "finished":  # the finest scale's loss is flat: the picture is done
+                stop = None
             if stop == "plateau":  # move up a scale early
                 left = scale.iterations - outcome.iterations
                 carried += left

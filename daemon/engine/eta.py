@@ -66,9 +66,14 @@ def scale_cost(
 class Eta:
     """Seconds left in a run, from the plan's costs and the speed seen so far."""
 
-    def __init__(self, costs: list[ScaleCost], prior: float | None = None):
+    def __init__(
+        self, costs: list[ScaleCost], prior: float | None = None, finest_expected: int | None = None
+    ):
         self.costs = costs
         self.prior = prior or DEFAULT_SECONDS_PER_UNIT
+        # A job that ends once its finest scale's loss is flat (schedule.finishes) is
+        # expected to run this many iterations there, not all it was given.
+        self.finest_expected = finest_expected
         self.scale = 0
         self.done_in_scale = 0
         self.targets_built = False
@@ -112,11 +117,26 @@ class Eta:
         self.costs[source] = ScaleCost(c.iterations - iterations, c.per_iteration, c.targets)
         self.costs[target] = ScaleCost(t.iterations + iterations, t.per_iteration, t.targets)
 
+    def finish(self) -> None:
+        """The run ends with the iteration just counted (its finest scale's loss is flat)."""
+        self.costs = self.costs[: self.scale + 1]
+        c = self.costs[self.scale]
+        self.costs[self.scale] = ScaleCost(self.done_in_scale, c.per_iteration, c.targets)
+
     def replan(self, costs: list[ScaleCost]) -> None:
         """The rest of the run follows new scales (an "auto" job that turned
         coarse-to-fine); the speed learned so far carries over."""
         self.costs = costs
         self.scale, self.done_in_scale, self.targets_built = 0, 0, False
+
+    def _iterations(self, k: int) -> int:
+        """Iterations expected of scale ``k``: the finest may end early on a flat loss,
+        and while it runs past its expected count, one more is expected at a time."""
+        n = self.costs[k].iterations
+        if self.finest_expected is None or k != len(self.costs) - 1:
+            return n
+        done = self.done_in_scale if k == self.scale else 0
+        return min(n, max(self.finest_expected, done + 1))
 
     def remaining(self) -> float:
         units = 0.0
@@ -124,11 +144,11 @@ class Eta:
             if k < self.scale:
                 continue
             if k == self.scale:
-                units += c.per_iteration * max(0, c.iterations - self.done_in_scale)
+                units += c.per_iteration * max(0, self._iterations(k) - self.done_in_scale)
                 if not self.targets_built:
                     units += c.targets
             else:
-                units += c.per_iteration * c.iterations + c.targets
+                units += c.per_iteration * self._iterations(k) + c.targets
         return units * self.speed
 
     def measured(self) -> float | None:
@@ -137,5 +157,7 @@ class Eta:
 
     def total_before(self) -> float:
         """Seconds the whole run should take, before it starts."""
-        units = sum(c.per_iteration * c.iterations + c.targets for c in self.costs)
+        units = sum(
+            c.per_iteration * self._iterations(k) + c.targets for k, c in enumerate(self.costs)
+        )
         return units * self.prior

@@ -33,7 +33,7 @@ class ScaleOutcome:
     image: torch.Tensor  # the image to carry on with (input space, detached)
     iterations: int  # iterations actually run
     losses: dict[str, float]  # of the last evaluation
-    stop: str | None  # None, "cancelled", "time_limit" or "diverged"
+    stop: str | None  # None, "diverged" or what should_stop said ("cancelled", ...)
 
 
 class _Stepper:
@@ -80,13 +80,13 @@ def optimise_scale(
     learning_rate: float | None,
     levels_per_unit: float,
     should_stop: Callable[[], str | None],
-    after_iteration: Callable[[int, torch.Tensor, dict[str, float], bool], None],
+    after_iteration: Callable[[int, torch.Tensor, dict[str, float], str | None], None],
     history: int = LBFGS_HISTORY,
 ) -> ScaleOutcome:
     """Run up to ``iterations`` steps from ``x0``.
 
-    ``after_iteration(i, x, losses, last)`` reports each step; ``last`` is true when
-    ``should_stop`` has just asked to stop, so the caller can emit a final frame.
+    ``after_iteration(i, x, losses, stop)`` reports each step with what ``should_stop``
+    has just said (None: go on), so the caller can emit a final frame on a real stop.
     """
     bounds = objective.model.preprocessing.bounds(x0)
     x = x0.detach().clamp(*bounds)
@@ -106,7 +106,7 @@ def optimise_scale(
         x = stepper.step(x, grad)
         done = i
         stop = should_stop()
-        after_iteration(i, x, dict(losses), stop is not None)
+        after_iteration(i, x, dict(losses), stop)
         if stop:
             break
     return ScaleOutcome(x, done, dict(losses), stop)
