@@ -72,9 +72,11 @@ def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -
 OBJECTIVES = ("pastiche", "default")
 
 
-def run_impasto(content: Path, style: Path, size: int, iterations: int, objective: str) -> dict:
-    """Impasto's defaults on ``objective`` (pastiche's weights or its own): frames with
-    CPU seconds and iterations."""
+def run_impasto(
+    content: Path, style: Path, size: int, iterations: int, objective: str, **overrides
+) -> dict:
+    """Impasto's defaults on ``objective`` (pastiche's weights or its own), with any other
+    ``JobOptions`` fields in ``overrides``: frames with CPU seconds and iterations."""
     frames: list[tuple[float, int, np.ndarray]] = []
 
     def on_progress(p) -> None:
@@ -85,6 +87,7 @@ def run_impasto(content: Path, style: Path, size: int, iterations: int, objectiv
             )
 
     opts = JobOptions(size=size, iterations=iterations, frames=iterations // 4, seed=0)
+    opts = replace(opts, **overrides)
     if objective == "pastiche":
         opts = replace(
             opts, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=0.0

@@ -7,13 +7,15 @@ rounding. Peak memory itself is measured in bench/bench_memory.py, not here.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from impasto.daemon.engine import CancelToken, Engine, eta, memory, tiling
+from impasto.daemon.engine import CancelToken, Engine, allocator, eta, memory, tiling
 from impasto.daemon.engine.engine import CALIBRATION_ITERATIONS
 from impasto.daemon.engine.losses import gram
 from impasto.daemon.engine.models import available_layers
@@ -228,3 +230,39 @@ def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():
     # 3.9x the untiled iteration's time (eta.FORWARD_SHARE); the model must say 3-5x.
     assert 3.0 < tiled.per_iteration / whole.per_iteration < 5.0
     assert tiled.iterations == whole.iterations == 5
+
+
+_ARENAS = """
+import ctypes, sys, tempfile, threading
+import torch
+from impasto.daemon.engine import allocator
+if sys.argv[1] == "one":
+    assert allocator.limit_arenas()
+held = []
+def work():
+    held.append(torch.ones(1 << 16))
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    stream = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not allocator.limit_arenas(), reason="needs glibc's mallopt")
+def test_threads_share_one_malloc_arena_so_the_budget_holds():
+    def heaps(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout.strip())
+
+    assert heaps("default") > 1  # glibc gives threads arenas of their own ...
+    assert heaps("one") == 1  # ... unless the engine capped them

@@ -34,6 +34,7 @@ from impasto.shared.options import (
 )
 
 from . import colors, devices, eta, imageops, memory, schedule, tiling
+from .allocator import limit_arenas
 from .losses import blended_style_targets, style_constant, style_targets
 from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
 from .objective import Objective
@@ -152,6 +153,7 @@ class Engine:
         # ETA starts from it (eta.py).
         self._speeds: dict[tuple[str, torch.dtype], float] = {}
         self._lock = threading.Lock()
+        limit_arenas()  # or torch's threads' malloc arenas overrun the budget (allocator.py)
 
     # -- models ---------------------------------------------------------------------------
     def model(

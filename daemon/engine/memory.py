@@ -5,8 +5,9 @@ A job's peak is three parts:
 * the runtime and the network (torch, oneDNN, the VGG19 weights): ``BASE_BYTES``;
 * what lives as long as the finest scale, per output pixel: the picture, its gradient,
   the content image and its conv4_2 targets, L-BFGS's previous point and gradient and
-  its search direction (``STATE_BYTES_PER_PX``), plus 24 bytes per L-BFGS curvature pair
-  (two float32 RGB vectors);
+  its search direction (``STATE_BYTES_PER_PX``), what a step holds for a moment
+  (``STEP_BYTES_PER_PX``), plus 24 bytes per L-BFGS curvature pair (two float32 RGB
+  vectors);
 * one forward and backward pass of the network over the picture (or over one tile of
   it): ``PASS_BYTES_PER_PX`` per pixel the network sees.
 
@@ -45,6 +46,11 @@ GPU_FREE_SHARE = 0.9
 # than gradient descent.
 HISTORIES = (20, 10, 6, 3)
 MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
+# What one L-BFGS step holds for a moment beyond the state above: the new picture and
+# |d| for the step cap (12 bytes each) and, until the oldest goes, one curvature pair
+# more than the history. Whole jobs (multi-scale, frames, one malloc arena) peaked 26
+# (2048 px) and 31 (4096 px) bytes per output pixel above the estimate without it.
+STEP_BYTES_PER_PX = 36
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ def estimate(
     seen = pixels
     if tile is not None:
         seen = window(height, tile, halo, align) * window(width, tile, halo, align)
-    state = pixels * (STATE_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
+    state = pixels * (STATE_BYTES_PER_PX + STEP_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
     return base + state + seen * pass_bytes_per_px(dtype_name)
 
 
