@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_schedule import IMAGES, rgb
-from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator, LayoutJudge
+from bench_schedule import EXT, rgb
+from engine_evaluator import Evaluator, LayoutJudge, pastiche_objective, to_8bit
 
 from impasto.daemon.engine import CancelToken, Engine, schedule
 from impasto.shared.options import JobOptions
@@ -43,9 +43,7 @@ RULES = [(w, d) for w in (3, 4, 6, 8) for d in (0.01, 0.02, 0.03, 0.05)]
 
 def options(size: int, objective: str, iterations: int | None) -> JobOptions:
     opts = JobOptions(size=size, iterations=iterations, frames=0, seed=0)
-    if objective == "pastiche":
-        opts.content_weight, opts.style_weight, opts.tv_weight = CONTENT_WEIGHT, STYLE_WEIGHT, 0.0
-    return opts
+    return pastiche_objective(opts) if objective == "pastiche" else opts
 
 
 def run(content: Path, style: Path, opts: JobOptions, finest: int) -> dict:
@@ -63,7 +61,7 @@ def run(content: Path, style: Path, opts: JobOptions, finest: int) -> dict:
         if at_finest:
             n = sum(s["finest"] for s in steps)
             if p.image is not None:
-                frames.append((n, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
+                frames.append((n, to_8bit(p.image)))
             if n >= finest:
                 token.cancel()
 
@@ -174,9 +172,7 @@ def main() -> None:
             print(curve(res), "\n")
         print(report(results))
         return
-    c, s = (IMAGES / name for name in args.pair.split(":"))
-    content = next(p for p in IMAGES.iterdir() if p.stem == c.name)
-    style = next(p for p in IMAGES.iterdir() if p.stem == s.name)
+    content, style = (EXT[name] for name in args.pair.split(":"))
     opts = options(args.size, args.objective, args.iterations)
     t = time.perf_counter()
     res = run(content, style, opts, args.finest)
@@ -189,9 +185,9 @@ def main() -> None:
         "scores": score(res["frames"], content, style, args.score_every),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    last = args.out_dir / f"finish_{args.size}_{c.name}_{args.objective}.jpg"
+    last = args.out_dir / f"finish_{args.size}_{content.stem}_{args.objective}.jpg"
     Image.fromarray(res["frames"][-1][1]).save(last, quality=92)
-    path = args.out_dir / f"finish_{args.size}_{c.name}_{args.objective}.json"
+    path = args.out_dir / f"finish_{args.size}_{content.stem}_{args.objective}.json"
     path.write_text(json.dumps(out))
     print(curve(out), "\n")
     print(report([out]))

@@ -35,18 +35,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import parse_pastiche, pastiche
-from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator
+from bench_schedule import EXT, rgb
+from engine_evaluator import Evaluator, pastiche_objective, to_8bit
 
 from impasto.daemon.engine import Engine
 from impasto.shared.options import JobOptions
 
-IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
-EXT = {p.stem: p for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png")}
 JUDGES = ("avg", "max")
-
-
-def rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
 
 
 def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -> dict:
@@ -82,16 +77,12 @@ def run_impasto(
     def on_progress(p) -> None:
         if p.image is not None:
             cpu = time.process_time() - cpu0
-            frames.append(
-                (cpu, p.iteration, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
-            )
+            frames.append((cpu, p.iteration, to_8bit(p.image)))
 
     opts = JobOptions(size=size, iterations=iterations, frames=iterations // 4, seed=0)
     opts = replace(opts, **overrides)
     if objective == "pastiche":
-        opts = replace(
-            opts, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=0.0
-        )
+        opts = pastiche_objective(opts)
     cpu0 = time.process_time()
     result = Engine().run(rgb(content), [rgb(style)], opts, on_progress=on_progress)
     return {"precision": result.precision, "frames": frames}

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT, Evaluator, LayoutJudge
+from engine_evaluator import Evaluator, LayoutJudge, pastiche_objective, to_8bit
 
 from impasto.daemon.engine import Engine, schedule
 from impasto.shared.options import JobOptions
@@ -60,16 +60,14 @@ def rgb(path: Path) -> np.ndarray:
 
 def objective_options(size: int, iterations: int, stroke: str) -> JobOptions:
     """pastiche's objective (the issue's setting), frames spread over the run."""
-    return JobOptions(
+    opts = JobOptions(
         size=size,
         iterations=iterations,
         stroke_scale=stroke,
-        content_weight=CONTENT_WEIGHT,
-        style_weight=STYLE_WEIGHT,
-        tv_weight=0.0,
         frames=min(iterations, MAX_FRAMES),
         seed=0,
     )
+    return pastiche_objective(opts)
 
 
 def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> dict:
@@ -80,7 +78,7 @@ def run(content: Path, style: Path, size: int, iterations: int, stroke: str) -> 
         cpu = time.process_time() - cpu0
         etas.append((p.elapsed, p.eta, cpu, p.scale, p.iteration))
         if p.image is not None:  # 8 bit, as the judges quantise: 40 frames at 2048 px fit
-            frames.append((cpu, (np.clip(p.image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)))
+            frames.append((cpu, to_8bit(p.image)))
 
     opts = objective_options(size, iterations, stroke)
     t, cpu0 = time.perf_counter(), time.process_time()
@@ -376,7 +374,7 @@ def main() -> None:
                     f"ETA error {r['eta_error']}",
                     flush=True,
                 )
-                picture = (np.clip(r.pop("image")[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+                picture = to_8bit(r.pop("image"))
                 name = f"final_{size}_{pair.replace(':', '_')}_{stroke}.jpg"
                 Image.fromarray(picture).save(args.out_dir / name, quality=92)
                 runs.append(r)

