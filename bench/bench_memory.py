@@ -1,13 +1,19 @@
 """Peak memory of whole jobs against the engine's estimate and budget, one fresh process each.
 
     .venv/bin/python bench/bench_memory.py [--sizes 1024 2048 4096] [--iterations 2]
-        [--budget-mb 3072] [--scales 1]
+        [--budget-mb 3072] [--scales 1] [--frames 0]
 
 Each size runs in its own process (so its peak RSS is the job's, not a previous one's)
 on tests/images tubingen/starry_night; the table shows the engine's memory plan (tile
 core edge, tiles, L-BFGS history), its estimated peak, the measured peak RSS, and the
 seconds per finest-scale iteration. A size the budget cannot hold shows the engine's
 too_large_for_device message instead.
+
+``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
+PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured. A
+second table says in which part of an iteration each size's peak came: RSS is sampled
+every 10 ms and put down to the tiled or whole-picture pass, the L-BFGS step, the
+progress frame, or the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,23 +32,77 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "tests" / "images"
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Phases:
+    """The highest RSS seen in each phase of a job: a sampling thread reads VmRSS every
+    10 ms and files it under the innermost phase running at that moment."""
+
+    def __init__(self):
+        self.stack, self.peaks = ["setup"], {}
+        self.running = True
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while self.running:
+            rss, where = _rss(), self.stack[-1]
+            self.peaks[where] = max(rss, self.peaks.get(where, 0))
+            time.sleep(0.01)
+
+    def wrap(self, owner, name: str, phase: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            self.stack.append(phase)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.stack.pop()
+
+        setattr(owner, name, wrapped)
+
+    def stop(self) -> dict[str, int]:
+        time.sleep(0.05)
+        self.running = False
+        return dict(self.peaks)
+
+
 def child(
-    size: int, iterations: int, budget_mb: int, scales: int, precision: str, limit: float | None
+    size: int,
+    iterations: int,
+    budget_mb: int,
+    scales: int,
+    precision: str,
+    limit: float | None,
+    frames: int,
 ) -> None:
     import numpy as np
     from PIL import Image
 
-    from impasto.daemon.engine import Engine
+    from impasto.daemon.engine import Engine, lbfgs, objective, tiling
     from impasto.shared.errors import ImpastoError
     from impasto.shared.options import JobOptions
+    from impasto.shared.rawimage import RawImage
+
+    phases = Phases()
+    phases.wrap(tiling.TiledObjective, "value_and_grad", "tiled pass")
+    phases.wrap(objective.Objective, "value_and_grad", "whole pass")
+    phases.wrap(lbfgs.LBFGS, "step", "L-BFGS step")
+    frames_dir = Path(tempfile.mkdtemp(prefix="bench_memory_"))
 
     content = np.asarray(Image.open(IMAGES / "tubingen.jpg").convert("RGB"), np.float32) / 255
     style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
     opts = JobOptions(
         size=size,
         iterations=iterations,
-        scales=scales,
-        frames=0,
+        scales=scales or None,
+        frames=frames,
         seed=0,
         precision=precision,
         time_limit=limit,
@@ -49,12 +111,17 @@ def child(
     last = [time.perf_counter()]
 
     def on_progress(p) -> None:
+        if p.image is not None:  # what the CLI does with a frame
+            phases.stack.append("frame")
+            RawImage.from_numpy(p.image).to_pil().save(frames_dir / f"{p.iteration}.png")
+            phases.stack.pop()
         now = time.perf_counter()
         if p.scale == p.n_scales:
             times.append(now - last[0])
         last[0] = now
 
     engine = Engine(memory_budget=budget_mb * 1024**2)
+    phases.stack.append("the rest")
     try:
         result = engine.run(content, [style], opts, on_progress=on_progress)
         out: dict[str, object] = {
@@ -68,6 +135,7 @@ def child(
     except ImpastoError as exc:
         out = {"error": f"{exc.code}: {exc}"}
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["phases"] = phases.stop()
     print(json.dumps(out))
 
 
@@ -76,7 +144,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--budget-mb", type=int, default=3072)
-    ap.add_argument("--scales", type=int, default=1)
+    ap.add_argument("--scales", type=int, default=1, help="0: the default schedule")
+    ap.add_argument("--frames", type=int, default=0, help="progress frames saved as PNGs")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--time-limit", type=float, help="stop each job after this many seconds")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -89,21 +158,24 @@ def main() -> None:
             args.scales,
             args.precision,
             args.time_limit,
+            args.frames,
         )
         return
     print(
         f"budget {args.budget_mb} MB, {args.iterations} iterations, scales={args.scales}, "
-        f"precision {args.precision}\n"
+        f"precision {args.precision}, frames {args.frames}\n"
     )
     print(
         "| size | tile (core px) | tiles | history | estimate GB | peak RSS GB | s/iteration "
         "| run s |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    by_phase = {}
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--child", "--sizes", str(size)]
         cmd += ["--iterations", str(args.iterations), "--budget-mb", str(args.budget_mb)]
         cmd += ["--scales", str(args.scales), "--precision", args.precision]
+        cmd += ["--frames", str(args.frames)]
         if args.time_limit:
             cmd += ["--time-limit", str(args.time_limit)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -117,11 +189,20 @@ def main() -> None:
             print(f"| {size} | refused: {r['error']} | | | | {r['peak_rss'] / gb:.2f} | |")
             continue
         m = r["memory"]
+        by_phase[size] = r["phases"]
         print(
             f"| {size} | {m['tile'] or 'whole'} | {m['tiles']} | {m['history']} | "
             f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} | "
             f"{r['elapsed']:.0f} ({r['stop']}) |"
         )
+    names = list(dict.fromkeys(k for p in by_phase.values() for k in p))
+    if by_phase:
+        print("\nPeak RSS GB by phase\n")
+        print("| size | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+    for size, peaks in by_phase.items():
+        cells = [f"{peaks[k] / 1024**3:.2f}" if k in peaks else "" for k in names]
+        print(f"| {size} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Keeping progress frames: numbered PNGs in a folder and an animated GIF.
 
 Frames arrive at the resolution of the scale being optimised, so for an animation they
-are all brought to the size of the final image first.
+are all brought to the size of the final image first. Only an animation keeps frames in
+memory: a folder of PNGs gets each one as it comes (at 4096 px a frame is 38 MB, and
+a job's memory budget has no room for a pile of them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ class FrameRecorder:
     def __init__(self, frames_dir: Path | None = None, gif_path: Path | None = None):
         self.frames_dir = frames_dir
         self.gif_path = gif_path
-        self.frames: list[tuple[int, RawImage]] = []
+        self.frames: list[tuple[int, RawImage]] = []  # for the GIF only
+        self.last: int | None = None  # the iteration of the latest frame
         if frames_dir is not None:
             try:
                 frames_dir.mkdir(parents=True, exist_ok=True)
@@ -32,14 +35,16 @@ class FrameRecorder:
     def add(self, iteration: int, frame: RawImage) -> None:
         if not self.wanted:
             return
-        self.frames.append((iteration, frame))
+        self.last = iteration
+        if self.gif_path is not None:
+            self.frames.append((iteration, frame))
         if self.frames_dir is not None:
             frame.to_pil().save(self.frames_dir / f"frame_{iteration:05d}.png")
 
     def finish(self, final: RawImage, iteration: int, frame_ms: int = 250) -> list[Path]:
         """Write the final frame and the GIF; returns the files written."""
         written: list[Path] = []
-        if not self.frames or self.frames[-1][0] != iteration:
+        if self.last != iteration:
             self.add(iteration, final)
         if self.frames_dir is not None:
             written.append(self.frames_dir)

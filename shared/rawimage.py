@@ -106,11 +106,10 @@ class RawImage:
         arr = np.asarray(array)
         if arr.ndim != 3 or arr.shape[2] not in SUPPORTED_CHANNELS:
             raise ImageError(f"expected an (H, W, 3|4) array, got shape {arr.shape}")
-        top = 65535 if depth == 16 else 255
-        if arr.dtype.kind == "f":
-            arr = np.clip(np.nan_to_num(arr), 0.0, 1.0) * top + 0.5
         dtype = np.dtype("<u2") if depth == 16 else np.uint8
-        arr = np.ascontiguousarray(arr.astype(dtype))
+        if arr.dtype.kind == "f":
+            arr = _quantise(arr, dtype, 65535 if depth == 16 else 255)
+        arr = np.ascontiguousarray(arr.astype(dtype, copy=False))
         return cls(arr.shape[1], arr.shape[0], arr.shape[2], depth, arr.tobytes())
 
     def to_pil(self):
@@ -163,3 +162,15 @@ def swap_red_blue(data: bytes, channels: int, depth: int) -> bytes:
         out[lane::stride] = data[2 * n + lane :: stride]
         out[2 * n + lane :: stride] = data[lane::stride]
     return bytes(out)
+
+
+def _quantise(arr, dtype, top: int, rows: int = 256):
+    """Floats in 0..1 -> integers 0..top, rounded, NaN as 0; a band of rows at a time so
+    a 4096 px frame needs no float temporaries of its own size."""
+    import numpy as np
+
+    out = np.empty(arr.shape, dtype)
+    for r in range(0, arr.shape[0], rows):
+        band = np.nan_to_num(arr[r : r + rows], nan=0.0, posinf=1.0, neginf=0.0)
+        out[r : r + rows] = np.clip(band, 0.0, 1.0) * top + 0.5
+    return out

@@ -13,6 +13,9 @@ import pytest
 from PIL import Image
 from PIL.GifImagePlugin import GifImageFile
 
+from impasto.cli.frames import FrameRecorder
+from impasto.shared.rawimage import RawImage
+
 IMPASTO = str(Path(sys.executable).parent / "impasto")
 SMALL = ["--size", "64", "--iterations", "4", "--frame-count", "2"]
 
@@ -84,6 +87,22 @@ def test_stylize_locally_writes_picture_frames_and_gif(tmp_path, tubingen, starr
     animation = Image.open(gif)
     assert isinstance(animation, GifImageFile) and animation.n_frames >= 2
     assert animation.size == result.size
+
+
+def test_a_frames_folder_gets_each_frame_as_it_comes_and_keeps_none(tmp_path):
+    # At 4096 px a frame is 38 MB, more than a job's memory budget spares: only a GIF
+    # needs them kept.
+    recorder = FrameRecorder(tmp_path / "frames")
+    for i in (5, 10):
+        recorder.add(i, RawImage(2, 2, 3, 8, bytes([i] * 12)))
+        assert (tmp_path / "frames" / f"frame_{i:05d}.png").exists()
+    assert recorder.frames == []
+    final = RawImage(2, 2, 3, 8, bytes([200] * 12))
+    recorder.finish(final, 10)  # the last frame is already the final picture
+    with Image.open(tmp_path / "frames" / "frame_00010.png") as written:
+        assert written.getpixel((0, 0)) == (10, 10, 10)
+    recorder.finish(final, 12)
+    assert (tmp_path / "frames" / "frame_00012.png").exists()
 
 
 def test_stylize_through_a_running_daemon(tmp_path, daemon, tubingen, starry_night):

@@ -145,6 +145,48 @@ def test_lbfgs_steps_are_capped():
     assert max(run(2.0)) <= 2.0 + 1e-4
 
 
+def _textbook_direction(pairs, g):
+    """−H·g by the two-loop recursion over (s, y) pairs, oldest first, from scratch."""
+    q, alphas = g.clone(), []
+    for s, y in reversed(pairs):
+        a = torch.dot(s, q) / torch.dot(s, y)
+        q -= a * y
+        alphas.append(a)
+    s, y = pairs[-1]
+    q *= torch.dot(s, y) / torch.dot(y, y)
+    for (s, y), a in zip(pairs, reversed(alphas), strict=True):
+        q += (a - torch.dot(y, q) / torch.dot(s, y)) * s
+    return -q
+
+
+def test_lbfgs_with_a_full_history_steps_like_the_textbook():
+    # The oldest pair's buffers are reused for the newest, and points and gradients
+    # are kept by reference: after many steps on a quadratic, each step must still be
+    # the two-loop recursion over the last ``history`` pairs, and the caller's tensors
+    # untouched.
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(40, 40, generator=gen, dtype=torch.float64)
+    a = m @ m.t() / 40 + torch.eye(40, dtype=torch.float64)
+    opt = LBFGS(history=3, lr=1.0, first_step=0.1)
+    x = torch.randn(40, generator=gen, dtype=torch.float64)
+    points, grads = [], []
+    for _ in range(10):
+        g = a @ x
+        before = x.clone(), g.clone()
+        nxt = opt.step(x, g)
+        assert torch.equal(x, before[0]) and torch.equal(g, before[1])
+        points.append(x)
+        grads.append(g)
+        if len(points) >= 2:
+            pairs = [
+                (points[i + 1] - points[i], grads[i + 1] - grads[i])
+                for i in range(max(0, len(points) - 4), len(points) - 1)
+            ]
+            torch.testing.assert_close(nxt - x, _textbook_direction(pairs, g))
+        x = nxt
+    assert float(x @ a @ x) < 1e-3 * float(points[0] @ a @ points[0])
+
+
 def test_upscale_is_sharper_than_bilinear():
     edge = torch.zeros(1, 1, 8, 8)
     edge[..., 4:] = 1.0

@@ -209,6 +209,24 @@ def test_truncated_multipart_is_refused():
     assert "data frame" in str(refused(protocol.encode(protocol.CHUNK, piece)))
 
 
+@pytest.mark.parametrize(("depth", "channels"), [(8, 3), (16, 4)])
+def test_floats_become_rounded_clamped_samples_across_bands(depth, channels):
+    # from_numpy quantises 256 rows at a time; 600 rows cross two band edges.
+    import numpy as np
+
+    rng = np.random.default_rng(depth)
+    a = rng.uniform(-0.2, 1.2, (600, 5, channels)).astype(np.float32)
+    a[0, 0, 0], a[255, 1, 0], a[256, 2, 0], a[599, 4, 0] = np.nan, np.inf, -np.inf, 0.5
+    top = 65535 if depth == 16 else 255
+    want = (np.clip(np.nan_to_num(a), 0, 1) * top + 0.5).astype("<u2" if depth == 16 else "u1")
+    img = RawImage.from_numpy(a, depth)
+    assert (img.width, img.height, img.channels, img.depth) == (5, 600, channels, depth)
+    got = np.frombuffer(img.data, want.dtype).reshape(want.shape)
+    assert np.array_equal(got, want)
+    assert got[0, 0, 0] == 0 and got[255, 1, 0] == top and got[256, 2, 0] == 0
+    assert np.isnan(a[0, 0, 0])  # the caller's array is untouched
+
+
 def test_image_bytes_must_match_the_header():
     frames = result_frames()
     exc = refused([frames[0], frames[1][:-1]], errors.BAD_IMAGE, expect=protocol.REPLIES)

@@ -59,7 +59,9 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_array(t: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) tensor -> (H, W, C) float32 array in 0..1."""
-    return t[0].detach().float().clamp(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()
+    chw = t[0].detach()
+    out = torch.empty(chw.shape[1], chw.shape[2], chw.shape[0])  # one copy, at any size
+    return out.copy_(chw.permute(1, 2, 0)).clamp_(0, 1).numpy()
 
 
 def resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -56,25 +56,47 @@ class LBFGS:
         return q.neg_()
 
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """Given the image and its gradient, return the next image (a new tensor)."""
+        """Given the image and its gradient, return the next image (a new tensor).
+
+        ``x`` and ``grad`` are kept by reference, not copied, for the next curvature
+        pair: the caller must not change them in place afterwards.
+        """
         xf, g = x.detach().reshape(-1), grad.detach().reshape(-1)
         if self._prev is not None:
-            prev_x, prev_g = self._prev
-            s, y = xf - prev_x, g - prev_g
-            sy = torch.dot(s, y)
-            if sy > 1e-10 * torch.dot(y, y).clamp_min(1e-30):  # keep H positive definite
-                if len(self._s) == self.history:
-                    del self._s[0], self._y[0], self._rho[0]
-                self._s.append(s)
-                self._y.append(y)
-                self._rho.append(float(1.0 / sy))
-        self._prev = xf.clone(), g.clone()
+            self._remember(xf, g)
+        self._prev = xf, g
         if self._s:
-            d = self.direction(g) * self.lr
-            longest = float(d.abs().max())
+            d = self.direction(g)
+            if self.lr != 1.0:
+                d.mul_(self.lr)
+            longest = float(torch.linalg.vector_norm(d, float("inf")))
             if longest > self.max_step:
                 d.mul_(self.max_step / longest)
         else:
-            gmax = g.abs().max().clamp_min(1e-12)
-            d = -g * (self.first_step / gmax)
-        return (xf + d).reshape(x.shape)
+            gmax = max(float(torch.linalg.vector_norm(g, float("inf"))), 1e-12)
+            d = g * (-self.first_step / gmax)
+        return d.add_(xf).reshape(x.shape)
+
+    def _remember(self, xf: torch.Tensor, g: torch.Tensor) -> None:
+        """Add the curvature pair from the previous point to (xf, g), if it keeps H
+        positive definite.
+
+        A full history's oldest pair lends its buffers to the new one, so a step never
+        holds one picture-sized pair more than the history (on a 4096 px picture each
+        pair is 300 MB). Should the new pair be refused, the oldest is gone all the same.
+        """
+        assert self._prev is not None
+        prev_x, prev_g = self._prev
+        if len(self._s) == self.history:
+            s, y = (
+                torch.sub(xf, prev_x, out=self._s.pop(0)),
+                torch.sub(g, prev_g, out=self._y.pop(0)),
+            )
+            del self._rho[0]
+        else:
+            s, y = xf - prev_x, g - prev_g
+        sy = torch.dot(s, y)
+        if sy > 1e-10 * torch.dot(y, y).clamp_min(1e-30):
+            self._s.append(s)
+            self._y.append(y)
+            self._rho.append(float(1.0 / sy))

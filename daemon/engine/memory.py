@@ -46,10 +46,14 @@ GPU_FREE_SHARE = 0.9
 # than gradient descent.
 HISTORIES = (20, 10, 6, 3)
 MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
-# What one L-BFGS step holds for a moment beyond the state above: the new picture and
-# |d| for the step cap (12 bytes each) and, until the oldest goes, one curvature pair
-# more than the history. Whole jobs (multi-scale, frames, one malloc arena) peaked 26
-# (2048 px) and 31 (4096 px) bytes per output pixel above the estimate without it.
+# What whole jobs (multi-scale, frames, one malloc arena) held beyond the fresh-process
+# figures: they peaked 26 (2048 px) and 31 (4096 px) bytes per output pixel above the
+# estimate without this term. Since then the L-BFGS step keeps its previous point by
+# reference and reuses its oldest pair's buffers, and a frame allocates two
+# picture-sized float copies, not eleven: the same jobs now peak 12% under their plans
+# at 2048 px (1.90 GiB, planned 2.15) and 7% at 4096 px (3.70 GiB, planned 3.96)
+# (bench_memory.py --scales 0 --frames 8; impasto stylize --frames). The term stays as
+# that margin: what a tile's pass leaves in the heap varies by 5% between identical runs.
 STEP_BYTES_PER_PX = 36
 
 

@@ -60,11 +60,11 @@ class Preprocessing:
     std: tuple[float, float, float]
 
     def to_input(self, rgb: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) RGB in 0..1 -> network input."""
-        x = rgb.flip(1) if self.bgr else rgb
+        """(N, 3, H, W) RGB in 0..1 -> network input (one new tensor: see ``to_rgb``)."""
+        x = rgb.flip(1) if self.bgr else rgb.clone()
         mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
         std = x.new_tensor(self.std).view(1, 3, 1, 1)
-        return (x * self.scale - mean) / std
+        return x.mul_(self.scale).sub_(mean).div_(std)
 
     def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network-input values of RGB 0 and 1: the box a picture must stay inside."""
@@ -72,11 +72,16 @@ class Preprocessing:
         return self.to_input(black), self.to_input(black + 1.0)
 
     def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
-        """Network input -> RGB in 0..1 (not clamped)."""
-        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
-        std = x.new_tensor(self.std).view(1, 3, 1, 1)
-        rgb = (x * std + mean) / self.scale
-        return rgb.flip(1) if self.bgr else rgb
+        """Network input -> RGB in 0..1 (not clamped).
+
+        One new tensor, worked on in place: at 4096 px each picture-sized temporary is
+        150 MB, and a frame is taken while the optimiser's state is all held.
+        """
+        order = slice(None, None, -1) if self.bgr else slice(None)
+        mean = x.new_tensor(self.mean[order]).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std[order]).view(1, 3, 1, 1)
+        rgb = x.flip(1).mul_(std) if self.bgr else x.mul(std)
+        return rgb.add_(mean).div_(self.scale)
 
 
 # The original Caffe/Keras VGG: BGR, 0..255, mean pixel subtracted.
