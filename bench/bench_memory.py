@@ -10,7 +10,9 @@ seconds per finest-scale iteration. A size the budget cannot hold shows the engi
 too_large_for_device message instead.
 
 ``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
-PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured. A
+PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured.
+``--layer`` hands the content over as an editor's layer reaches the daemon's worker: at
+the output size, with an alpha channel, kept as the 8-bit upload beside its float copy. A
 second table says in which part of an iteration each size's peak came: RSS is sampled
 every 10 ms and put down to the tiled or whole-picture pass, the L-BFGS step, the
 progress frame, or the rest.
@@ -81,6 +83,7 @@ def child(
     precision: str,
     limit: float | None,
     frames: int,
+    layer: bool,
 ) -> None:
     import numpy as np
     from PIL import Image
@@ -96,7 +99,15 @@ def child(
     phases.wrap(lbfgs.LBFGS, "step", "L-BFGS step")
     frames_dir = Path(tempfile.mkdtemp(prefix="bench_memory_"))
 
-    content = np.asarray(Image.open(IMAGES / "tubingen.jpg").convert("RGB"), np.float32) / 255
+    picture = Image.open(IMAGES / "tubingen.jpg").convert("RGB")
+    upload = None
+    if layer:  # the layer at the output size, RGBA, as the worker gets it
+        scale = size / max(picture.size)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
+        upload = RawImage.from_numpy(np.asarray(picture.convert("RGBA")), 8)
+        content = upload.to_numpy()
+    else:
+        content = np.asarray(picture, np.float32) / 255
     style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
     opts = JobOptions(
         size=size,
@@ -134,6 +145,7 @@ def child(
         out["stop"] = result.stop_reason
     except ImpastoError as exc:
         out = {"error": f"{exc.code}: {exc}"}
+    del upload  # held to the end, as the worker holds its task's upload
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["phases"] = phases.stop()
     print(json.dumps(out))
@@ -146,6 +158,7 @@ def main() -> None:
     ap.add_argument("--budget-mb", type=int, default=3072)
     ap.add_argument("--scales", type=int, default=1, help="0: the default schedule")
     ap.add_argument("--frames", type=int, default=0, help="progress frames saved as PNGs")
+    ap.add_argument("--layer", action="store_true", help="content as an editor's RGBA layer")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--time-limit", type=float, help="stop each job after this many seconds")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -159,11 +172,13 @@ def main() -> None:
             args.precision,
             args.time_limit,
             args.frames,
+            args.layer,
         )
         return
     print(
         f"budget {args.budget_mb} MB, {args.iterations} iterations, scales={args.scales}, "
-        f"precision {args.precision}, frames {args.frames}\n"
+        f"precision {args.precision}, frames {args.frames}"
+        + (", content as an RGBA layer at the output size\n" if args.layer else "\n")
     )
     print(
         "| size | tile (core px) | tiles | history | estimate GB | peak RSS GB | s/iteration "
@@ -175,7 +190,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", "--sizes", str(size)]
         cmd += ["--iterations", str(args.iterations), "--budget-mb", str(args.budget_mb)]
         cmd += ["--scales", str(args.scales), "--precision", args.precision]
-        cmd += ["--frames", str(args.frames)]
+        cmd += ["--frames", str(args.frames)] + (["--layer"] if args.layer else [])
         if args.time_limit:
             cmd += ["--time-limit", str(args.time_limit)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

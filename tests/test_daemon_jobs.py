@@ -221,11 +221,11 @@ def test_a_job_over_the_daemons_memory_budget_is_refused_with_a_size_that_fits(
 ):
     """`impasto-daemon --memory-budget` reaches the engine's plan: a job that cannot fit
     even tiled is refused before it allocates, naming the budget and a size that fits."""
-    proc = spawn_daemon(tmp_path, "--memory-budget", "256", "--no-warmup")
+    proc = spawn_daemon(tmp_path, "--memory-budget", "1100", "--no-warmup")
     try:
         with proc.client(timeout=60) as c:
             big = load(tubingen, long_edge=256)
-            job = c.submit(big, [style], JobOptions(size=256, iterations=2, frames=0))
+            job = c.submit(big, [style], JobOptions(size=2048, iterations=2, frames=0))
             with pytest.raises(ImpastoError) as caught:
                 c.wait(job, timeout=120)
         assert caught.value.code == errors.TOO_LARGE_FOR_DEVICE

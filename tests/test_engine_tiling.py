@@ -139,11 +139,29 @@ def test_a_job_over_the_budget_is_refused_before_it_starts_with_a_size_that_fits
         engine.preflight(150, 200, JobOptions(size=suggested + 256, iterations=1))
 
 
+def test_the_content_counts_at_its_own_size_and_alone_can_be_too_large():
+    # An editor hands over its layer at full size whatever the output size: the job holds
+    # it to the end, so the same small output plans more memory from a larger layer...
+    engine = Engine(memory_budget=1536 * memory.MB)
+    small = engine.preflight(150, 200, JobOptions(size=128, iterations=1))
+    large = engine.preflight(3000, 4000, JobOptions(size=128, iterations=1))
+    extra = large["memory_estimate"] - small["memory_estimate"]
+    assert extra == (3000 * 4000 - 150 * 200) * memory.INPUT_BYTES_PER_PX
+    # ...and where the layer alone leaves no room, the error says so, not "ask for 64 px"
+    tight = Engine(memory_budget=1200 * memory.MB)
+    tight.preflight(150, 200, JobOptions(size=128, iterations=1))
+    with pytest.raises(ImpastoError) as info:
+        tight.preflight(3000, 4000, JobOptions(size=128, iterations=1))
+    assert info.value.code == TOO_LARGE_FOR_DEVICE
+    assert "content image" in str(info.value) and "ask for" not in str(info.value)
+    assert "1.2 GB" in str(info.value)
+
+
 def test_the_job_option_lowers_but_never_raises_the_engines_budget():
     engine = Engine(memory_budget=2048 * memory.MB)
-    low = engine.preflight(768, 1024, JobOptions(size=1024, memory_budget=1600))
+    low = engine.preflight(768, 1024, JobOptions(size=1024, memory_budget=1700))
     high = engine.preflight(768, 1024, JobOptions(size=1024, memory_budget=1 << 20))
-    assert low["memory_budget"] == 1600 * memory.MB
+    assert low["memory_budget"] == 1700 * memory.MB
     assert high["memory_budget"] == 2048 * memory.MB
 
 

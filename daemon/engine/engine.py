@@ -308,7 +308,7 @@ class Engine:
             )
         n = schedule.n_scales(opts.stroke_scale, max(out_h, out_w), opts.scales)
         plan = scales_plan(out_h, out_w, opts.total_iterations(), n, need)
-        memory_plans = self.memory_plans(plan, opts, model, device, dtype, upto)
+        memory_plans = self.memory_plans(plan, opts, model, device, dtype, upto, height * width)
         return _Setup(
             model, device, dtype, plan, memory_plans, content_layers, style_layers, need, upto
         )
@@ -395,27 +395,34 @@ class Engine:
             budget = min(budget, opts.memory_budget * memory.MB)
         return budget
 
-    def memory_plans(self, plan, opts, model, device, dtype, upto) -> list[memory.MemoryPlan]:
+    def memory_plans(
+        self, plan, opts, model, device, dtype, upto, content_pixels: int
+    ) -> list[memory.MemoryPlan]:
         """Per scale, whole or tiled and how much L-BFGS history, within the budget;
-        raises too_large_for_device (naming a size that fits) before anything is allocated."""
+        raises too_large_for_device (naming a size that fits) before anything is allocated.
+        ``content_pixels``: the content image's own size, which it keeps all job long."""
         tileable = tiling.can_tile(model)
+        # On a GPU the runtime lives outside the budget (that is free memory), as does the
+        # content handed over in host memory; the network's weights and cuDNN's workspace
+        # remain.
+        if device.type == "cpu":
+            base = memory.BASE_BYTES + content_pixels * memory.INPUT_BYTES_PER_PX
+        else:
+            base = 300 * memory.MB
         limits = memory.Limits(
             dtype_name=str(dtype).removeprefix("torch."),
             budget=self.budget(device, opts),
             halo=tiling.halo(model, upto) if tileable else 0,
             align=tiling.alignment(model) if tileable else 1,
             can_tile=tileable,
-            # On a GPU the runtime lives outside the budget (that is free memory); the
-            # network's weights and cuDNN's workspace remain.
-            base=memory.BASE_BYTES if device.type == "cpu" else 300 * memory.MB,
+            base=base,
         )
         plans = []
         for s in plan:
             p = memory.plan_scale(s.height, s.width, limits)
             if p is None:
                 h, w = plan[-1].height, plan[-1].width
-                fits = memory.fitting_size(h, w, limits)
-                raise memory.too_large(h, w, limits.budget, fits, device.type.upper())
+                raise memory.too_large(h, w, limits, device.type.upper())
             if opts.tile_size is not None and tileable and opts.tile_size < max(s.height, s.width):
                 tile = max(limits.align, opts.tile_size // limits.align * limits.align)
                 peak = memory.estimate(
@@ -676,7 +683,13 @@ class _Run:
         n = schedule.n_scales(schedule.PROBE_SWITCH_TO, max(out_h, out_w), None)
         self.plan = scales_plan(out_h, out_w, iterations, n, self.min_side)
         self.memory_plans = self.engine.memory_plans(
-            self.plan, self.opts, self.model, self.device, self.model.dtype, self.upto
+            self.plan,
+            self.opts,
+            self.model,
+            self.device,
+            self.model.dtype,
+            self.upto,
+            self.content_rgb.shape[-2] * self.content_rgb.shape[-1],
         )
         costs = scale_costs(self.plan, self.memory_plans, self.model, self.upto, len(self.styles))
         self.eta.replan(costs)

@@ -53,8 +53,11 @@ def as_rgba_array(image, what: str) -> np.ndarray:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) array -> (1, 3, H, W) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(rgb[:, :, :3])).permute(2, 0, 1)[None].float()
+    """(H, W, 3|4) array -> (1, 3, H, W) float32 tensor of its colour channels.
+
+    A view of a float32 array, not a copy: a layer-sized content stays held by its
+    caller for the whole job, and a second copy of it cost 12 bytes a pixel more."""
+    return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)[None, :3].float()
 
 
 def to_array(t: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,9 @@ A job's peak is three parts:
   (``STEP_BYTES_PER_PX``), plus 24 bytes per L-BFGS curvature pair (two float32 RGB
   vectors);
 * one forward and backward pass of the network over the picture (or over one tile of
-  it): ``PASS_BYTES_PER_PX`` per pixel the network sees.
+  it): ``PASS_BYTES_PER_PX`` per pixel the network sees;
+* on the CPU, the content image as handed over, at its own size
+  (``INPUT_BYTES_PER_PX``, counted in ``Limits.base`` by the engine).
 
 The constants are measured (peak RSS of fresh processes, 2-core Zen 4, torch 2.14.1,
 VGG19 to conv5_1, channels-last): the runtime with the bfloat16 network held 0.89 GB;
@@ -55,6 +57,11 @@ MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
 # (bench_memory.py --scales 0 --frames 8; impasto stylize --frames). The term stays as
 # that margin: what a tile's pass leaves in the heap varies by 5% between identical runs.
 STEP_BYTES_PER_PX = 36
+# The content as the job was handed it, held to the end, per pixel of the content (not
+# of the output): a float32 RGBA array (16 bytes; the engine's own tensors are views of
+# it) and the 8- or 16-bit upload it came from (up to 8). A layer at the output size
+# is 0.4 GB of it at 4096x4096. Style images are assumed small beside the content.
+INPUT_BYTES_PER_PX = 24
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,19 @@ def fitting_size(height: int, width: int, limits: Limits) -> int:
     return lo
 
 
-def too_large(height: int, width: int, budget: int, suggestion: int, device: str) -> ImpastoError:
+def too_large(height: int, width: int, limits: Limits, device: str) -> ImpastoError:
+    """The error for a job no plan fits, naming a size that would (if any would)."""
+    budget = limits.budget
+    suggestion = fitting_size(height, width, limits)
+    small = max(1, round(height * suggestion / max(height, width)))
+    if plan_scale(small, max(1, round(width * suggestion / max(height, width))), limits) is None:
+        return ImpastoError(
+            f"before any picture, this job needs {limits.base / GB:.1f} GB (the runtime, "
+            f"the network and the content image as sent), more than this {device}'s memory "
+            f"budget of {budget / GB:.1f} GB allows; raise the budget (daemon "
+            "--memory-budget, IMPASTO_MEMORY_BUDGET_MB) or send a smaller image",
+            TOO_LARGE_FOR_DEVICE,
+        )
     return ImpastoError(
         f"a {width}x{height} picture needs more memory than this {device}'s budget of "
         f"{budget / GB:.1f} GB allows; ask for {suggestion} px or less on the long edge, "
