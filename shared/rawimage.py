@@ -96,7 +96,9 @@ class RawImage:
 
         dtype = np.dtype("<u2") if self.depth == 16 else np.uint8
         arr = np.frombuffer(self.data, dtype=dtype).reshape(self.height, self.width, self.channels)
-        return arr.astype(np.float32) / (65535.0 if self.depth == 16 else 255.0)
+        out = arr.astype(np.float32)
+        out /= 65535.0 if self.depth == 16 else 255.0
+        return out
 
     @classmethod
     def from_numpy(cls, array, depth: int = 8) -> RawImage:

@@ -195,3 +195,23 @@ def test_upscale_is_sharper_than_bilinear():
     assert cubic.shape == (1, 1, 16, 16)
     # Steeper transition: the pixels beside the edge sit further from the middle grey.
     assert (cubic[..., 7] - 0.5).abs().mean() > (linear[..., 7] - 0.5).abs().mean()
+
+
+def test_inputs_are_read_without_copying_what_is_already_float_in_range():
+    # A layer-sized content is held all job: a float32 array in 0..1 is used as given,
+    # and the engine's colour tensor is a view of it, not a third copy.
+    layer = np.random.default_rng(0).random((48, 64, 4), dtype=np.float32)
+    arr = imageops.as_rgba_array(layer, "content")
+    assert arr is layer
+    assert np.shares_memory(imageops.to_tensor(arr).numpy(), layer)
+    # out of range: clipped into a new array, the caller's left as it was
+    loud = layer * 2
+    clipped = imageops.as_rgba_array(loud, "content")
+    assert clipped.max() == 1.0 and loud.max() > 1.5
+    # integers are scaled by their depth and clipped
+    as_u8 = imageops.as_rgba_array(np.full((2, 2, 3), 255, np.uint8), "content")
+    as_u16 = imageops.as_rgba_array(np.full((2, 2, 3), 32768, np.uint16), "content")
+    as_int = imageops.as_rgba_array(np.array([[[-5, 128, 300]]], np.int32), "content")
+    assert as_u8.dtype == np.float32 and np.all(as_u8 == 1.0)
+    assert np.allclose(as_u16, 32768 / 65535)
+    assert np.allclose(as_int, [[[0.0, 128 / 255, 1.0]]])

@@ -761,6 +761,7 @@ class _Run:
                 history=self.memory_plans[k].history,
             )
             x, stop = outcome.image, outcome.stop
+            del objective  # its targets, not held while the next scale builds its own
             probing = False  # one look, at the first scale
             if stop == "coarser":  # start again coarse-to-fine
                 x = self._go_coarse(x, scale.iterations - outcome.iterations)

@@ -35,16 +35,20 @@ def as_rgba_array(image, what: str) -> np.ndarray:
         raise ImpastoError(f"{what} image is empty ({w}x{h} pixels)", BAD_IMAGE)
     if c not in (1, 2, 3, 4):
         raise ImpastoError(f"{what} image has {c} channels; expected 1 to 4", BAD_IMAGE)
-    if arr.dtype.kind in "ub":
-        top = 65535.0 if arr.dtype.itemsize == 2 else 255.0 if arr.dtype.kind == "u" else 1.0
-        arr = arr.astype(np.float32) / top
-    elif arr.dtype.kind == "i":
-        arr = arr.astype(np.float32) / 255.0
+    # One float32 array at most, and none for float32 already in 0..1 (a decoded
+    # upload): a layer-sized content is held all job long (memory.INPUT_BYTES_PER_PX).
+    if arr.dtype.kind in "uib":
+        kind, size = arr.dtype.kind, arr.dtype.itemsize
+        top = 1.0 if kind == "b" else 65535.0 if kind == "u" and size == 2 else 255.0
+        arr = arr.astype(np.float32)
+        arr /= top
+        np.clip(arr, 0.0, 1.0, out=arr)
     else:
         arr = arr.astype(np.float32, copy=False)
         if not np.isfinite(arr).all():
             raise ImpastoError(f"{what} image contains NaN or infinite values", BAD_IMAGE)
-    arr = np.clip(arr, 0.0, 1.0)
+        if arr.min() < 0.0 or arr.max() > 1.0:  # the caller's array is not ours to clip
+            arr = np.clip(arr, 0.0, 1.0)
     if c == 1:
         arr = np.repeat(arr, 3, axis=2)
     elif c == 2:

@@ -58,8 +58,9 @@ MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
 # that margin: what a tile's pass leaves in the heap varies by 5% between identical runs.
 STEP_BYTES_PER_PX = 36
 # The content as the job was handed it, held to the end, per pixel of the content (not
-# of the output): a float32 RGBA array (16 bytes; the engine's own tensors are views of
-# it) and the 8- or 16-bit upload it came from (up to 8). A layer at the output size
+# of the output): a float32 RGBA array (16 bytes; imageops uses it as given when it is
+# float32 in 0..1, its tensors are views of it) and the 8- or 16-bit upload it came
+# from (up to 8). A layer at the output size
 # is 0.4 GB of it at 4096x4096. Style images are assumed small beside the content.
 INPUT_BYTES_PER_PX = 24
 
