@@ -57,11 +57,12 @@ MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
 # (bench_memory.py --scales 0 --frames 8; impasto stylize --frames). The term stays as
 # that margin: what a tile's pass leaves in the heap varies by 5% between identical runs.
 STEP_BYTES_PER_PX = 36
+
 # The content as the job was handed it, held to the end, per pixel of the content (not
 # of the output): a float32 RGBA array (16 bytes; imageops uses it as given when it is
 # float32 in 0..1, its tensors are views of it) and the 8- or 16-bit upload it came
-# from (up to 8). A layer at the output size
-# is 0.4 GB of it at 4096x4096. Style images are assumed small beside the content.
+# from (up to 8). A layer at the output size is 0.4 GB of it at 4096x4096. Style images
+# are assumed small beside the content.
 INPUT_BYTES_PER_PX = 24
 
 
@@ -187,14 +188,19 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     return None
 
 
+def _fits_at(height: int, width: int, long_edge: int, limits: Limits) -> bool:
+    """Whether the picture, scaled to ``long_edge``, has a plan within the budget."""
+    edge = max(height, width)
+    h, w = max(1, round(height * long_edge / edge)), max(1, round(width * long_edge / edge))
+    return plan_scale(h, w, limits) is not None
+
+
 def fitting_size(height: int, width: int, limits: Limits) -> int:
     """The largest long edge (a multiple of 64, at least 64) whose job fits the budget."""
-    long_edge = max(height, width)
-    lo, hi = 64, long_edge
+    lo, hi = 64, max(height, width)
     while hi - lo > 64:
         mid = (lo + hi) // 2 // 64 * 64
-        h, w = max(1, round(height * mid / long_edge)), max(1, round(width * mid / long_edge))
-        if plan_scale(h, w, limits) is not None:
+        if _fits_at(height, width, mid, limits):
             lo = mid
         else:
             hi = mid
@@ -205,8 +211,7 @@ def too_large(height: int, width: int, limits: Limits, device: str) -> ImpastoEr
     """The error for a job no plan fits, naming a size that would (if any would)."""
     budget = limits.budget
     suggestion = fitting_size(height, width, limits)
-    small = max(1, round(height * suggestion / max(height, width)))
-    if plan_scale(small, max(1, round(width * suggestion / max(height, width))), limits) is None:
+    if not _fits_at(height, width, suggestion, limits):
         return ImpastoError(
             f"before any picture, this job needs {limits.base / GB:.1f} GB (the runtime, "
             f"the network and the content image as sent), more than this {device}'s memory "
