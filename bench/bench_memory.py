@@ -6,8 +6,10 @@
 Each size runs in its own process (so its peak RSS is the job's, not a previous one's)
 on tests/images tubingen/starry_night; the table shows the engine's memory plan (tile
 core edge, tiles, L-BFGS history), its estimated peak, the measured peak RSS, and the
-seconds per finest-scale iteration. A size the budget cannot hold shows the engine's
-too_large_for_device message instead.
+seconds per finest-scale iteration. A tiled scale's pass 1 (the Gram sums) runs in
+larger tiles of its own; their count is in brackets. A size the budget cannot hold
+shows the engine's too_large_for_device message instead. ``--budget-mb 0`` plans on
+the engine's default budget for this machine (memory.default_budget).
 
 ``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
 PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured.
@@ -44,10 +46,15 @@ def _rss() -> int:
 
 class Phases:
     """The highest RSS seen in each phase of a job: a sampling thread reads VmRSS every
-    10 ms and files it under the innermost phase running at that moment."""
+    10 ms and files it under the innermost phase running at that moment. The first call
+    of each wrapped phase is also watched on its own: how far RSS rose during it over
+    RSS as it began, per pixel of the largest window the network saw in it (the figures
+    memory.py's pass constants come from)."""
 
     def __init__(self):
         self.stack, self.peaks = ["setup"], {}
+        self.first: dict[str, dict[str, int]] = {}
+        self._watching: dict[str, list[int]] = {}  # phase -> [RSS at entry, peak]
         self.running = True
         threading.Thread(target=self._sample, daemon=True).start()
 
@@ -55,17 +62,27 @@ class Phases:
         while self.running:
             rss, where = _rss(), self.stack[-1]
             self.peaks[where] = max(rss, self.peaks.get(where, 0))
+            for watch in list(self._watching.values()):
+                watch[1] = max(watch[1], rss)
             time.sleep(0.01)
 
-    def wrap(self, owner, name: str, phase: str) -> None:
+    def wrap(self, owner, name: str, phase: str, pixels=None) -> None:
+        """Wrap ``owner.name``; ``pixels(*args)`` gives the largest window it sees."""
         fn = getattr(owner, name)
 
         def wrapped(*args, **kwargs):
+            watch = pixels is not None and phase not in self.first
+            if watch:
+                start = _rss()
+                self._watching[phase] = [start, start]
             self.stack.append(phase)
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.stack.pop()
+                if watch and pixels is not None:
+                    start, peak = self._watching.pop(phase)
+                    self.first[phase] = {"rise": max(peak, _rss()) - start, "px": pixels(*args)}
 
         setattr(owner, name, wrapped)
 
@@ -84,6 +101,7 @@ def child(
     limit: float | None,
     frames: int,
     layer: bool,
+    tile_size: int | None = None,
 ) -> None:
     import numpy as np
     from PIL import Image
@@ -93,9 +111,17 @@ def child(
     from impasto.shared.options import JobOptions
     from impasto.shared.rawimage import RawImage
 
+    def largest(tiles) -> int:
+        return max(tiling.window_areas(tiles))
+
     phases = Phases()
-    phases.wrap(tiling.TiledObjective, "value_and_grad", "tiled pass")
-    phases.wrap(objective.Objective, "value_and_grad", "whole pass")
+    phases.wrap(
+        tiling.TiledObjective, "value_and_grad", "tiled pass", lambda o, x: largest(o.tiles)
+    )
+    phases.wrap(tiling, "tiled_grams", "Gram pass", lambda m, x, layers, t, fmt: largest(t))
+    phases.wrap(
+        objective.Objective, "value_and_grad", "whole pass", lambda o, x: x.shape[-2] * x.shape[-1]
+    )
     phases.wrap(lbfgs.LBFGS, "step", "L-BFGS step")
     frames_dir = Path(tempfile.mkdtemp(prefix="bench_memory_"))
 
@@ -117,6 +143,7 @@ def child(
         seed=0,
         precision=precision,
         time_limit=limit,
+        tile_size=tile_size,
     )
     times: list[float] = []
     last = [time.perf_counter()]
@@ -131,7 +158,7 @@ def child(
             times.append(now - last[0])
         last[0] = now
 
-    engine = Engine(memory_budget=budget_mb * 1024**2)
+    engine = Engine(memory_budget=budget_mb * 1024**2 or None)
     phases.stack.append("the rest")
     try:
         result = engine.run(content, [style], opts, on_progress=on_progress)
@@ -148,6 +175,7 @@ def child(
     del upload  # held to the end, as the worker holds its task's upload
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["phases"] = phases.stop()
+    out["first"] = phases.first
     print(json.dumps(out))
 
 
@@ -155,10 +183,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--budget-mb", type=int, default=3072)
+    ap.add_argument("--budget-mb", type=int, default=3072, help="0: the machine's default")
     ap.add_argument("--scales", type=int, default=1, help="0: the default schedule")
     ap.add_argument("--frames", type=int, default=0, help="progress frames saved as PNGs")
     ap.add_argument("--layer", action="store_true", help="content as an editor's RGBA layer")
+    ap.add_argument("--tile-size", type=int, help="tile the finest scale at this core size")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--time-limit", type=float, help="stop each job after this many seconds")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -173,24 +202,29 @@ def main() -> None:
             args.time_limit,
             args.frames,
             args.layer,
+            args.tile_size,
         )
         return
     print(
-        f"budget {args.budget_mb} MB, {args.iterations} iterations, scales={args.scales}, "
+        (f"budget {args.budget_mb} MB" if args.budget_mb else "the machine's default budget")
+        + f", {args.iterations} iterations, scales={args.scales}, "
         f"precision {args.precision}, frames {args.frames}"
         + (", content as an RGBA layer at the output size\n" if args.layer else "\n")
     )
     print(
-        "| size | tile (core px) | tiles | history | estimate GB | peak RSS GB | s/iteration "
+        "| size | budget GB | tile (core px) | tiles (pass 1's) | history | estimate GB "
+        "| peak RSS GB "
+        "| s/iteration "
         "| run s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    by_phase = {}
+    print("|---|---|---|---|---|---|---|---|---|")
+    by_phase, firsts = {}, {}
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--child", "--sizes", str(size)]
         cmd += ["--iterations", str(args.iterations), "--budget-mb", str(args.budget_mb)]
         cmd += ["--scales", str(args.scales), "--precision", args.precision]
         cmd += ["--frames", str(args.frames)] + (["--layer"] if args.layer else [])
+        cmd += ["--tile-size", str(args.tile_size)] if args.tile_size else []
         if args.time_limit:
             cmd += ["--time-limit", str(args.time_limit)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -201,12 +235,15 @@ def main() -> None:
             continue
         gb = 1024**3
         if "error" in r:
-            print(f"| {size} | refused: {r['error']} | | | | {r['peak_rss'] / gb:.2f} | |")
+            print(f"| {size} | | refused: {r['error']} | | | | {r['peak_rss'] / gb:.2f} | |")
             continue
         m = r["memory"]
         by_phase[size] = r["phases"]
+        firsts[size] = r["first"]
         print(
-            f"| {size} | {m['tile'] or 'whole'} | {m['tiles']} | {m['history']} | "
+            f"| {size} | {m['budget'] / gb:.2f} | {m['tile'] or 'whole'} | "
+            f"{m['tiles']} ({m['gram_tiles']}) | "
+            f"{m['history']} | "
             f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} | "
             f"{r['elapsed']:.0f} ({r['stop']}) |"
         )
@@ -218,6 +255,16 @@ def main() -> None:
     for size, peaks in by_phase.items():
         cells = [f"{peaks[k] / 1024**3:.2f}" if k in peaks else "" for k in names]
         print(f"| {size} | " + " | ".join(cells) + " |")
+    if any(firsts.values()):
+        print("\nFirst pass of each kind: RSS rise during it, per pixel of its largest window\n")
+        print("| size | pass | rise MB | largest window px | bytes per px |")
+        print("|---|---|---|---|---|")
+    for size, first in firsts.items():
+        for kind, f in first.items():
+            print(
+                f"| {size} | {kind} | {f['rise'] / 1024**2:.0f} | {f['px']} | "
+                f"{f['rise'] / f['px']:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -118,8 +118,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="MB",
         help="peak memory for the job; larger pictures are tiled or refused; lowers the "
-        "engine's budget (default: 3 GB on the CPU, or less where less is free; GPU: its "
-        "free memory; raise it with IMPASTO_MEMORY_BUDGET_MB)",
+        "engine's budget (default on the CPU: half the RAM, at least 3 GB, at most three "
+        "quarters of what is free; GPU: its free memory; raise it with "
+        "IMPASTO_MEMORY_BUDGET_MB)",
     )
     m.add_argument(
         "--tile-size", type=int, metavar="PX", help="tile the finest scales at this core size"

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="MB",
         help="peak memory one job may use, in MiB; bigger pictures are tiled or refused "
-        "(default: 3 GB on the CPU or less when less is free, 90%% of a GPU's free memory)",
+        "(default: on the CPU half the RAM, at least 3 GB, at most three quarters of what "
+        "is free; 90%% of a GPU's free memory)",
     )
     ray = p.add_argument_group("Ray cluster (pip install 'impasto[cluster]')")
     ray.add_argument(

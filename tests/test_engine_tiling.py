@@ -61,8 +61,12 @@ def test_halo_covers_the_receptive_field(vgg):
     assert tiling.alignment(vgg) == 16
 
 
-def test_tiled_loss_and_gradient_equal_the_whole_pictures(vgg, content, style, images_dir):
-    """The two-pass tiled objective is the whole picture's, value and gradient."""
+@pytest.mark.parametrize("gram_core", [None, 128, 200], ids=["same", "larger", "one window"])
+def test_tiled_loss_and_gradient_equal_the_whole_pictures(
+    vgg, content, style, images_dir, gram_core
+):
+    """The two-pass tiled objective is the whole picture's, value and gradient, whether
+    pass 1 (the Gram sums) runs in pass 2's tiles, in larger ones or in one window."""
     torch.manual_seed(0)
     prep = vgg.preprocessing
     to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
@@ -78,7 +82,10 @@ def test_tiled_loss_and_gradient_equal_the_whole_pictures(vgg, content, style, i
     grad_whole, losses_whole = whole.value_and_grad(x)
     tiles = tiling.grid(150, 200, 64, 96, 16)
     assert len(tiles) == 3 * 4
-    tiled = tiling.TiledObjective(vgg, c, ["conv4_2"], targets, weights, 0.05, 10.0, 2.0, tiles)
+    gram_tiles = tiling.grid(150, 200, gram_core, 96, 16) if gram_core else None
+    tiled = tiling.TiledObjective(
+        vgg, c, ["conv4_2"], targets, weights, 0.05, 10.0, 2.0, tiles, gram_tiles=gram_tiles
+    )
     grad_tiled, losses_tiled = tiled.value_and_grad(x)
     for term in ("content", "style", "tv", "total"):
         assert losses_tiled[term] == pytest.approx(losses_whole[term], rel=1e-4), term
@@ -172,6 +179,44 @@ def test_a_large_job_is_tiled_at_its_finest_scales_only():
     tiles = [s["tile"] for s in plan["scales"]]
     assert tiles[0] is None and tiles[-1] is not None
     assert plan["seconds"] > 0
+
+
+def test_the_cpus_default_budget_grows_with_the_machine_but_leaves_the_rest_free():
+    gb, own = memory.GB, 200 * memory.MB
+    # a 4 GB laptop keeps the floor, or less when less is free
+    assert memory.cpu_budget(4 * gb, 8 * gb, own) == memory.CPU_BUDGET_FLOOR
+    assert memory.cpu_budget(4 * gb, 2 * gb, own) == int(1.5 * gb) + own
+    # a 32 GB workstation gets half its RAM, unless an editor already holds most of it
+    assert memory.cpu_budget(32 * gb, 30 * gb, own) == 16 * gb
+    assert memory.cpu_budget(32 * gb, 6 * gb, own) == int(4.5 * gb) + own
+    # no /proc/meminfo (not Linux): the floor
+    assert memory.cpu_budget(None, None, own) == memory.CPU_BUDGET_FLOOR
+
+
+def test_pass_one_runs_in_the_largest_windows_the_budget_leaves():
+    # Pass 1 needs no gradient, so where pass 2 must run in small tiles the Gram sums
+    # take fewer, larger windows, as large as the budget allows and never over it.
+    limits = memory.Limits("bfloat16", 3 * memory.GB, halo=96, align=16, can_tile=True)
+    plan = memory.plan_scale(1536, 2048, limits)
+    assert plan is not None and plan.tile is not None and plan.gram_tile is not None
+    assert plan.gram_tile > plan.tile
+    args = (1536, 2048, "bfloat16", plan.tile, 96, plan.history, memory.BASE_BYTES, 16)
+    assert plan.peak == memory.estimate(*args, plan.gram_tile) <= limits.budget
+    if plan.gram_tile < 2048:  # not yet one window: a larger one would not fit
+        assert memory.estimate(*args, plan.gram_tile + 16) > limits.budget
+    assert len(tiling.grid(1536, 2048, plan.gram_tile, 96, 16)) < len(
+        tiling.grid(1536, 2048, plan.tile, 96, 16)
+    )
+
+
+def test_a_budget_that_holds_the_whole_pass_runs_the_finest_scale_untiled():
+    # The whole pass is several times cheaper than tiles (no overlap, no Gram pass), so a
+    # budget that can hold it gets it, at history 20; 3 GB tiles the same job.
+    whole = Engine(memory_budget=8 * 1024 * memory.MB).preflight(1536, 2048, JobOptions(size=2048))
+    tiled = Engine(memory_budget=3 * 1024 * memory.MB).preflight(1536, 2048, JobOptions(size=2048))
+    assert [s["tile"] for s in whole["scales"]] == [None] * len(whole["scales"])
+    assert tiled["scales"][-1]["tile"] is not None
+    assert whole["seconds"] < tiled["seconds"]
 
 
 def test_eta_weights_scales_by_cost_and_learns_speed():

@@ -120,13 +120,15 @@ def scale_costs(
     """The ETA's cost of each scale: its pixels, or its tiles' windows when tiled."""
     costs = []
     for s, m in zip(plan, memory_plans, strict=True):
-        windows = None
+        windows = gram_windows = None
         if m.tile is not None:
-            tiles = tiling.grid(
-                s.height, s.width, m.tile, tiling.halo(model, upto), tiling.alignment(model)
-            )
-            windows = [(t.wy1 - t.wy0) * (t.wx1 - t.wx0) for t in tiles]
-        costs.append(eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles))
+            halo, align = tiling.halo(model, upto), tiling.alignment(model)
+            windows = tiling.window_areas(tiling.grid(s.height, s.width, m.tile, halo, align))
+            gram = tiling.grid(s.height, s.width, m.gram_tile or m.tile, halo, align)
+            gram_windows = tiling.window_areas(gram)
+        costs.append(
+            eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles, gram_windows)
+        )
     return costs
 
 
@@ -504,15 +506,17 @@ class _Run:
 
     def memory_summary(self) -> dict[str, int]:
         p, s = self.memory_plans[-1], self.plan[-1]
-        tiles = 1
+        tiles = gram_tiles = 1
         if p.tile is not None:
             align = tiling.alignment(self.model)
             tiles = len(tiling.grid(s.height, s.width, p.tile, 0, align))
+            gram_tiles = len(tiling.grid(s.height, s.width, p.gram_tile or p.tile, 0, align))
         return {
             "budget": p.budget,
             "estimate": p.peak,
             "tile": p.tile or 0,
             "tiles": tiles,
+            "gram_tiles": gram_tiles,
             "history": p.history,
         }
 
@@ -530,7 +534,8 @@ class _Run:
             return self.model(x.contiguous(memory_format=self.fmt), layers)
 
     def _grams(self, x: torch.Tensor, tile: int | None) -> dict[str, torch.Tensor]:
-        """A style image's Gram targets; tiled when the picture is (its size follows it)."""
+        """A style image's Gram targets; tiled like the picture's pass 1 when the picture
+        is tiled (its size follows the picture's)."""
         if tile is None or max(x.shape[-2:]) <= tile:
             return style_targets(self._features(x, self.style_layers), self.style_layers)
         halo, align = tiling.halo(self.model, self.upto), tiling.alignment(self.model)
@@ -538,9 +543,11 @@ class _Run:
         tiles = tiling.grid(h, w, tile, halo, align)
         return tiling.tiled_grams(self.model, x, self.style_layers, tiles, self.fmt)
 
-    def _objective(self, h: int, w: int, content_rgb: torch.Tensor, tile: int | None):
+    def _objective(self, h: int, w: int, content_rgb: torch.Tensor, plan: memory.MemoryPlan):
         t = time.perf_counter()
-        tiles = None
+        tile = plan.tile
+        gram_tile = plan.gram_tile or tile
+        tiles = gram_tiles = None
         if tile is not None:
             if self.extra_terms:  # the sequence job's temporal term has no tiled form yet
                 raise ImpastoError(
@@ -548,8 +555,9 @@ class _Run:
                     "which animations do not support yet; choose a smaller size",
                     TOO_LARGE_FOR_DEVICE,
                 )
-            halo = tiling.halo(self.model, self.upto)
-            tiles = tiling.grid(h, w, tile, halo, tiling.alignment(self.model))
+            halo, align = tiling.halo(self.model, self.upto), tiling.alignment(self.model)
+            tiles = tiling.grid(h, w, tile, halo, align)
+            gram_tiles = tiling.grid(h, w, gram_tile or tile, halo, align)
         model_key = (
             self.model.name,
             self.opts.weights,
@@ -582,7 +590,7 @@ class _Run:
             key = ("style", model_key, tuple(self.style_layers), tensor_digest(s))
             x_style = self._to_input(s)
             per_style.append(
-                self.engine.targets.get_or_compute(key, lambda x=x_style: self._grams(x, tile))
+                self.engine.targets.get_or_compute(key, lambda x=x_style: self._grams(x, gram_tile))
             )
         if len(per_style) == 1:
             targets, offset = per_style[0], 0.0
@@ -606,6 +614,7 @@ class _Run:
                 content_input=x_content if use_content else None,
                 content_layers=self.content_layers,
                 tiles=tiles,
+                gram_tiles=gram_tiles,
                 interrupted=lambda: self._stop_reason() is not None,
                 **terms,
             )
@@ -710,7 +719,7 @@ class _Run:
             h, w = scale.height, scale.width
             finest = k == len(self.plan) - 1
             content_rgb = imageops.resize(self.content_rgb, h, w)
-            objective = self._objective(h, w, content_rgb, self.memory_plans[k].tile)
+            objective = self._objective(h, w, content_rgb, self.memory_plans[k])
             if x is None:
                 x = self._initial(h, w, content_rgb)
             elif tuple(x.shape[-2:]) != (h, w):

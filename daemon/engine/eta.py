@@ -50,15 +50,21 @@ class ScaleCost:
 
 
 def scale_cost(
-    height: int, width: int, iterations: int, windows: list[int] | None, n_targets: int
+    height: int,
+    width: int,
+    iterations: int,
+    windows: list[int] | None,
+    n_targets: int,
+    gram_windows: list[int] | None = None,
 ) -> ScaleCost:
-    """Cost of one scale; ``windows``: the tiles' window areas when tiled, else None."""
+    """Cost of one scale; ``windows``: the tiles' window areas when tiled, else None;
+    ``gram_windows``: pass 1's, when it runs in other tiles than pass 2."""
     if windows is None:
         per = FIXED_PX + height * width
         targets = n_targets * TARGET_SHARE * height * width
     else:
         seen = sum(windows)
-        per = FIXED_PX + seen * (1.0 + FORWARD_SHARE)
+        per = FIXED_PX + seen + sum(gram_windows or windows) * FORWARD_SHARE
         targets = n_targets * TARGET_SHARE * seen
     return ScaleCost(iterations, per, targets)
 

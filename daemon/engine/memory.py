@@ -9,16 +9,15 @@ A job's peak is three parts:
   (``STEP_BYTES_PER_PX``), plus 24 bytes per L-BFGS curvature pair (two float32 RGB
   vectors);
 * one forward and backward pass of the network over the picture (or over one tile of
-  it): ``PASS_BYTES_PER_PX`` per pixel the network sees;
+  it): ``WHOLE_PASS_BYTES_PER_PX`` (``TILE_PASS_BYTES_PER_PX``) per pixel the network
+  sees;
 * on the CPU, the content image as handed over, at its own size
   (``INPUT_BYTES_PER_PX``, counted in ``Limits.base`` by the engine).
 
 The constants are measured (peak RSS of fresh processes, 2-core Zen 4, torch 2.14.1,
 VGG19 to conv5_1, channels-last): the runtime with the bfloat16 network held 0.89 GB;
-a forward and backward pass over 256², 512² and 1024² added 1.39, 1.95 and 2.16 kB per
-pixel in bfloat16 and 2.28 kB at 512² in float32 (the float32 copies of the tapped
-features the Gram matrices are built from are a quarter of it). bench/bench_memory.py
-checks the estimate against fresh processes at 1024, 2048 and 4096 px.
+the passes are measured beside their constants. bench/bench_memory.py checks the
+estimate against whole jobs at 1024, 2048 and 4096 px.
 
 When the whole picture's pass does not fit, the finest scales are tiled
 (``tiling.py``): the pass then costs one tile's worth, the per-pixel state stays. When
@@ -37,11 +36,37 @@ GB = 1024**3
 MB = 1024**2
 
 BASE_BYTES = 950 * MB  # runtime + network, measured 0.89 GB, rounded up
-PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
+# One pass over the whole picture, per pixel: RSS at the peak of a scale's first pass
+# over RSS just before it (7 Dec 2026, one thread, bench_memory.py --scales 1): in
+# bfloat16 1119, 1059, 1023 and 962 B/px at 512x384, 1024x768, 1448x1086 and 2048x1536;
+# in float32 1760 B/px at 1024x768. The whole default 2048x1536 job (five scales, 200
+# iterations, 8 frames, history 20 at 2048 px) peaked 1132 B/px above BASE and the state.
+# (The constant was 2300 until then, measured before the Gram products kept bfloat16:
+# it planned a whole 2048 px pass at twice what it took.) float16 (CUDA) is unmeasured.
+WHOLE_PASS_BYTES_PER_PX = {"bfloat16": 1300, "float32": 2000, "float16": 2300}
+# One tile's pass, per pixel of its largest window. In tiles a pass holds more per pixel
+# it sees (the gradient's window, and pass 1 ran in the same tiles there): 805, 1427 and
+# 1334 B/px for 48 tiles (448x448 windows), 20 (576x608) and 4 (864x1120) at 2048x1536,
+# measured as above; whole multi-scale jobs with frames peaked up to 1330 B/px of window
+# above BASE and the state (2048 px, 336 px tiles). This constant keeps that margin.
+TILE_PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
+# Pass 1 of a tiled scale (a forward without gradient summing the Gram matrices), per
+# pixel of its largest window, measured as above: in bfloat16 850 B/px over 648x648
+# windows (a style image's targets in 20 tiles), 651 over 1024x725 (4 tiles) and 540
+# over 1536x1120 (2 tiles); in float32 1067 over the last (pass 2 took 2270 B/px of the
+# same windows), so its constant is scaled from bfloat16's smaller windows.
+GRAM_PASS_BYTES_PER_PX = {"bfloat16": 1000, "float32": 1900, "float16": 1000}
 STATE_BYTES_PER_PX = 110  # picture, gradient, content, targets, L-BFGS x/g/direction
 PAIR_BYTES_PER_PX = 24  # one L-BFGS curvature pair: s and y, float32 RGB
-# A 4 GB laptop leaves about 3 GB to one program once the desktop has its share.
-DEFAULT_CPU_BUDGET = 3 * GB
+# The CPU's default budget: half the machine's RAM, but at least 3 GB (a 4 GB laptop
+# leaves about that to one program once the desktop has its share), and never more than
+# three quarters of what is free as the job starts. A bigger budget buys speed: a whole
+# 2048x1536 pass took 16.7 s where 4 tiles took 32.9 s and 20 tiles 38.2 s (one thread,
+# 7 Dec 2026), since tiles recompute their overlap and run the network once more for the
+# Gram sums. The default 2048 px job ran whole in 6.1 GB, where 3 GB needs 20 tiles.
+CPU_BUDGET_FLOOR = 3 * GB
+CPU_RAM_SHARE = 0.5
+CPU_FREE_SHARE = 0.75
 # Of a GPU's free memory, keep a tenth for the allocator's fragmentation and the desktop.
 GPU_FREE_SHARE = 0.9
 # L-BFGS curvature pairs to try, longest first; under three L-BFGS is little better
@@ -74,26 +99,42 @@ class MemoryPlan:
     history: int  # L-BFGS curvature pairs kept
     peak: int  # estimated peak bytes
     budget: int
+    # A tiled scale's core edge for pass 1 (the Gram sums, no gradient), which needs a
+    # fraction of pass 2's memory per pixel and so runs in fewer, larger windows (the
+    # long edge: one window). None: the same tiles as pass 2.
+    gram_tile: int | None = None
 
 
-def available_ram() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), else None."""
+def _meminfo() -> dict[str, int]:
+    """/proc/meminfo's lines in bytes (Linux), else empty."""
+    out = {}
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                key, _, rest = line.partition(":")
+                fields = rest.split()
+                if fields and fields[0].isdigit():
+                    out[key] = int(fields[0]) * 1024
     except OSError:
-        return None
-    return None
+        return {}
+    return out
+
+
+def cpu_budget(total: int | None, available: int | None, own: int) -> int:
+    """The CPU's default budget on a machine with ``total`` bytes of RAM, ``available``
+    of them free, ``own`` already held by this process (see CPU_RAM_SHARE)."""
+    cap = max(CPU_BUDGET_FLOOR, int(CPU_RAM_SHARE * total)) if total else CPU_BUDGET_FLOOR
+    if available is None:
+        return cap
+    return min(cap, int(CPU_FREE_SHARE * available) + own)
 
 
 def default_budget(device_type: str = "cpu") -> int:
     """The budget a job gets when nobody set one.
 
-    CPU: 3 GB, or less when the machine has less free (three quarters of what is
-    available plus what this process already holds). CUDA: 90% of the GPU's free memory
-    plus what this process already holds there. ``IMPASTO_MEMORY_BUDGET_MB`` overrides.
+    CPU: ``cpu_budget`` (half the RAM, at least 3 GB, at most three quarters of what is
+    free plus what this process already holds). CUDA: 90% of the GPU's free memory plus
+    what this process already holds there. ``IMPASTO_MEMORY_BUDGET_MB`` overrides.
     """
     env = os.environ.get("IMPASTO_MEMORY_BUDGET_MB", "").strip()
     if env:
@@ -106,10 +147,8 @@ def default_budget(device_type: str = "cpu") -> int:
 
         free, _total = torch.cuda.mem_get_info()
         return int(GPU_FREE_SHARE * free) + torch.cuda.memory_allocated()
-    avail = available_ram()
-    if avail is None:
-        return DEFAULT_CPU_BUDGET
-    return min(DEFAULT_CPU_BUDGET, int(0.75 * avail) + _own_rss())
+    info = _meminfo()
+    return cpu_budget(info.get("MemTotal"), info.get("MemAvailable"), _own_rss())
 
 
 def _own_rss() -> int:
@@ -120,8 +159,13 @@ def _own_rss() -> int:
         return 0
 
 
-def pass_bytes_per_px(dtype_name: str) -> int:
-    return PASS_BYTES_PER_PX.get(dtype_name, PASS_BYTES_PER_PX["float32"])
+def pass_bytes_per_px(dtype_name: str, tiled: bool) -> int:
+    table = TILE_PASS_BYTES_PER_PX if tiled else WHOLE_PASS_BYTES_PER_PX
+    return table.get(dtype_name, table["float32"])
+
+
+def gram_bytes_per_px(dtype_name: str) -> int:
+    return GRAM_PASS_BYTES_PER_PX.get(dtype_name, GRAM_PASS_BYTES_PER_PX["float32"])
 
 
 def window(length: int, tile: int, halo: int, align: int = 16) -> int:
@@ -142,14 +186,22 @@ def estimate(
     history: int,
     base: int = BASE_BYTES,
     align: int = 16,
+    gram_tile: int | None = None,
 ) -> int:
-    """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned."""
+    """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned.
+
+    A tiled scale's two passes follow each other, so the larger of them counts."""
     pixels = height * width
-    seen = pixels
-    if tile is not None:
-        seen = window(height, tile, halo, align) * window(width, tile, halo, align)
     state = pixels * (STATE_BYTES_PER_PX + STEP_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
-    return base + state + seen * pass_bytes_per_px(dtype_name)
+    if tile is None:
+        return base + state + pixels * pass_bytes_per_px(dtype_name, False)
+    seen = window(height, tile, halo, align) * window(width, tile, halo, align)
+    g = gram_tile or tile
+    gram_seen = window(height, g, halo, align) * window(width, g, halo, align)
+    passes = max(
+        seen * pass_bytes_per_px(dtype_name, True), gram_seen * gram_bytes_per_px(dtype_name)
+    )
+    return base + state + passes
 
 
 @dataclass(frozen=True)
@@ -167,24 +219,32 @@ class Limits:
 def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
-    Prefers the whole picture (no overlap to recompute), then the largest tile that
-    fits; shortens L-BFGS's history only when even the smallest tile would not fit.
+    Prefers the whole picture at any history, then the largest tile that fits,
+    shortening L-BFGS's history only when even the smallest tile would not fit. A whole
+    2048x1536 pass took half the time of 4 tiles (16.7 s against 32.9 s, one thread),
+    while 6 or 3 curvature pairs instead of 20 left the judges' losses within 7% after
+    150 iterations (512 px, two pairs; BENCHMARKS.md). A tiled scale's pass 1 then gets
+    the largest windows the budget leaves.
     """
     lim = limits
+
+    def peak(tile: int | None, history: int, gram: int | None = None) -> int:
+        return estimate(
+            height, width, lim.dtype_name, tile, lim.halo, history, lim.base, lim.align, gram
+        )
+
     for history in HISTORIES:
-        whole = estimate(height, width, lim.dtype_name, None, lim.halo, history, lim.base)
+        whole = peak(None, history)
         if whole <= lim.budget:
             return MemoryPlan(None, history, whole, lim.budget)
-        if not lim.can_tile:
-            continue
+    for history in HISTORIES if lim.can_tile else ():
         for tile in range((max(height, width) - 1) // lim.align * lim.align, 0, -lim.align):
             if tile < MIN_TILE_CORE:
                 break
-            peak = estimate(
-                height, width, lim.dtype_name, tile, lim.halo, history, lim.base, lim.align
-            )
-            if peak <= lim.budget:
-                return MemoryPlan(tile, history, peak, lim.budget)
+            if peak(tile, history) <= lim.budget:
+                edges = range(max(height, width), tile, -lim.align)
+                gram = next((g for g in edges if peak(tile, history, g) <= lim.budget), tile)
+                return MemoryPlan(tile, history, peak(tile, history, gram), lim.budget, gram)
     return None
 
 

@@ -1,6 +1,6 @@
 """The whole picture's objective, evaluated tile by tile: memory bounded, gradient exact.
 
-A forward and backward pass over a 4096² picture needs ~40 GB (memory.py); over one
+A job over a 4096² picture in one pass needs ~30 GB (memory.py); over one
 tile it needs what the tile's pixels need. Tiling usually changes the objective (each
 tile its own style statistics, seams at the borders). Here it does not:
 
@@ -10,8 +10,10 @@ tile its own style statistics, seams at the borders). Here it does not:
   feature at a core position then sees exactly the pixels it sees in the whole picture,
   so it has the same value, and every feature position belongs to exactly one core.
 * Pass 1 (no gradient) runs every tile and sums each style layer's ``F Fᵀ`` over the
-  cores: the whole picture's Gram matrix ``G``. The content and total-variation terms
-  are sums over positions, so they add up over cores too.
+  cores: the whole picture's Gram matrix ``G``. Any partition into cores gives the same
+  sum, so pass 1 may use larger tiles than pass 2 (``gram_tiles``): holding no graph,
+  it needs less than half the memory per pixel (memory.py). The content and
+  total-variation terms are sums over positions, so they add up over cores too.
 * With ``G`` known, ``∂L/∂G = 2 w (G − A) / C⁴`` is a constant matrix ``Ĝ``. Pass 2 runs
   every tile again with gradients and back-propagates the surrogate
   ``Σ_l ⟨Ĝ_l, F_c F_cᵀ⟩ / N_l + content + TV`` restricted to the core; its gradient
@@ -129,6 +131,11 @@ def grid(height: int, width: int, core: int, halo_px: int, align: int) -> list[T
     return tiles
 
 
+def window_areas(tiles: list[Tile]) -> list[int]:
+    """The pixels the network sees in each tile's window."""
+    return [(t.wy1 - t.wy0) * (t.wx1 - t.wx0) for t in tiles]
+
+
 def tiled_grams(
     model: FeatureExtractor,
     x: torch.Tensor,
@@ -201,8 +208,12 @@ class TiledObjective:
         style_offset: float = 0.0,
         memory_format: torch.memory_format = torch.contiguous_format,
         interrupted: Callable[[], bool] | None = None,
+        gram_tiles: list[Tile] | None = None,
     ):
         self.model, self.tiles, self.fmt = model, tiles, memory_format
+        # Pass 1 needs no gradient, so it may run in fewer, larger windows (memory.py
+        # plans them); its cores partition the picture as pass 2's do.
+        self.gram_tiles = gram_tiles or tiles
         # Checked between tiles: one iteration of a large picture takes minutes, and a
         # cancel should not wait for it (value_and_grad then returns no gradient).
         self.interrupted = interrupted or (lambda: False)
@@ -230,7 +241,7 @@ class TiledObjective:
         """(gradient, weighted loss terms) of the whole picture's objective at ``x``."""
         x = x.detach()
         height, width = x.shape[-2:]
-        grams = tiled_grams(self.model, x, self.style_layers, self.tiles, self.fmt)
+        grams = tiled_grams(self.model, x, self.style_layers, self.gram_tiles, self.fmt)
         style = sum(
             self.layer_weights[k] * float(style_layer_loss(grams[k], t))
             for k, t in self.style_targets.items()
