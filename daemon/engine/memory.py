@@ -36,34 +36,34 @@ GB = 1024**3
 MB = 1024**2
 
 BASE_BYTES = 950 * MB  # runtime + network, measured 0.89 GB, rounded up
-# One pass over the whole picture, per pixel: RSS at the peak of a scale's first pass
-# over RSS just before it (7 Dec 2026, one thread, bench_memory.py --scales 1): in
-# bfloat16 1119, 1059, 1023 and 962 B/px at 512x384, 1024x768, 1448x1086 and 2048x1536;
-# in float32 1760 B/px at 1024x768. The whole default 2048x1536 job (five scales, 200
-# iterations, 8 frames, history 20 at 2048 px) peaked 1132 B/px above BASE and the state.
-# (The constant was 2300 until then, measured before the Gram products kept bfloat16:
-# it planned a whole 2048 px pass at twice what it took.) float16 (CUDA) is unmeasured.
-WHOLE_PASS_BYTES_PER_PX = {"bfloat16": 1300, "float32": 2000, "float16": 2300}
-# One tile's pass, per pixel of its largest window. In tiles a pass holds more per pixel
-# it sees (the gradient's window, and pass 1 ran in the same tiles there): 805, 1427 and
-# 1334 B/px for 48 tiles (448x448 windows), 20 (576x608) and 4 (864x1120) at 2048x1536,
-# measured as above; whole multi-scale jobs with frames peaked up to 1330 B/px of window
-# above BASE and the state (2048 px, 336 px tiles). This constant keeps that margin.
+# One pass over the whole picture, per pixel: how far RSS rose during a job's first pass
+# (7 Dec 2026, one thread; bench_memory.py --sizes 512 1024 1448 2048 --iterations 3
+# --budget-mb 16000): in bfloat16 1076, 1069, 991 and 958 B/px at 512x384, 1024x768,
+# 1448x1086 and 2048x1536; in float32 1852 B/px at 1024x768. The whole default
+# 2048x1536 job (five scales, 200 iterations, 8 frames, history 20 at 2048 px) peaked
+# 1132 B/px above BASE and the state. (The constant was 2300 until then, measured before
+# the Gram products kept bfloat16: it planned a whole 2048 px pass at 2.4 times what it
+# took.) float16 (CUDA) is unmeasured.
+WHOLE_PASS_BYTES_PER_PX = {"bfloat16": 1300, "float32": 2200, "float16": 2300}
+# One tile's pass, per pixel of its largest window, measured the same way with
+# --tile-size 496 and 1024 at 2048x1536: 1183 B/px (20 tiles, 350k px windows) and 1407
+# (4 tiles, 968k px), pass 1 in the same tiles; in float32 2253 (4 tiles). Whole multi-scale
+# jobs in tiles, with frames, peaked up to 1330 B/px of window above BASE and the state
+# (2048 px, 336 px tiles, 6 Dec). This constant keeps that margin.
 TILE_PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
 # Pass 1 of a tiled scale (a forward without gradient summing the Gram matrices), per
-# pixel of its largest window, measured as above: in bfloat16 850 B/px over 648x648
-# windows (a style image's targets in 20 tiles), 651 over 1024x725 (4 tiles) and 540
-# over 1536x1120 (2 tiles); in float32 1067 over the last (pass 2 took 2270 B/px of the
-# same windows), so its constant is scaled from bfloat16's smaller windows.
+# pixel of its largest window, as above: in bfloat16 850 B/px over 420k px windows and
+# 651 over 742k px (a style image's targets at 2048 px), 858 over 846k px (at 4096 px);
+# in float32 1158 over 742k px (bfloat16: 651), so its constant is scaled up from there.
 GRAM_PASS_BYTES_PER_PX = {"bfloat16": 1000, "float32": 1900, "float16": 1000}
 STATE_BYTES_PER_PX = 110  # picture, gradient, content, targets, L-BFGS x/g/direction
 PAIR_BYTES_PER_PX = 24  # one L-BFGS curvature pair: s and y, float32 RGB
 # The CPU's default budget: half the machine's RAM, but at least 3 GB (a 4 GB laptop
 # leaves about that to one program once the desktop has its share), and never more than
 # three quarters of what is free as the job starts. A bigger budget buys speed: a whole
-# 2048x1536 pass took 16.7 s where 4 tiles took 32.9 s and 20 tiles 38.2 s (one thread,
-# 7 Dec 2026), since tiles recompute their overlap and run the network once more for the
-# Gram sums. The default 2048 px job ran whole in 6.1 GB, where 3 GB needs 20 tiles.
+# 2048x1536 iteration took 14.6 s where 4 tiles took 31.9 s and 20 tiles 42.1 s (one
+# thread, the runs above), since tiles recompute their overlap and run the network once
+# more for the Gram sums. The default 2048 px job ran whole in 6.1 GB, where 3 GB needs 20 tiles.
 CPU_BUDGET_FLOOR = 3 * GB
 CPU_RAM_SHARE = 0.5
 CPU_FREE_SHARE = 0.75
@@ -221,10 +221,11 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
 
     Prefers the whole picture at any history, then the largest tile that fits,
     shortening L-BFGS's history only when even the smallest tile would not fit. A whole
-    2048x1536 pass took half the time of 4 tiles (16.7 s against 32.9 s, one thread),
-    while 6 or 3 curvature pairs instead of 20 left the judges' losses within 7% after
-    150 iterations (512 px, two pairs; BENCHMARKS.md). A tiled scale's pass 1 then gets
-    the largest windows the budget leaves.
+    2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one
+    thread), while fewer curvature pairs cost less than that (bench_precision.py
+    --history, 512 px, 120 iterations: 6 and 3 pairs left the average-pooled style 10%
+    and 17% above 20 pairs', the max-pooled 5% and 9% below, content within 3%). A tiled
+    scale's pass 1 then gets the largest windows the budget leaves.
     """
     lim = limits
 
