@@ -58,7 +58,7 @@ TILE_PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
 # holds per pixel (651 against 1407 in the same 4 tiles), and the constant keeps that
 # ratio to pass 2's, so pass 1's larger windows keep pass 2's margin: at 1000 B/px a
 # whole 4096x3072 job under 4 GB (pass 1 in 48 tiles where pass 2 ran 192) rose to
-# 3984 MB, 2.7% under the budget, where it had peaked at 3789 MB.
+# 3992 MB, 2.5% under the budget, where it had peaked at 3789 MB.
 GRAM_PASS_BYTES_PER_PX = {"bfloat16": 1400, "float32": 1900, "float16": 1400}
 STATE_BYTES_PER_PX = 110  # picture, gradient, content, targets, L-BFGS x/g/direction
 PAIR_BYTES_PER_PX = 24  # one L-BFGS curvature pair: s and y, float32 RGB
