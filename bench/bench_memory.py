@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "tests" / "images"
 
 
-def _rss() -> int:
+def current_rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -60,7 +60,7 @@ class Phases:
 
     def _sample(self) -> None:
         while self.running:
-            rss, where = _rss(), self.stack[-1]
+            rss, where = current_rss(), self.stack[-1]
             self.peaks[where] = max(rss, self.peaks.get(where, 0))
             for watch in list(self._watching.values()):
                 watch[1] = max(watch[1], rss)
@@ -73,7 +73,7 @@ class Phases:
         def wrapped(*args, **kwargs):
             watch = pixels is not None and phase not in self.first
             if watch:
-                start = _rss()
+                start = current_rss()
                 self._watching[phase] = [start, start]
             self.stack.append(phase)
             try:
@@ -82,7 +82,10 @@ class Phases:
                 self.stack.pop()
                 if watch and pixels is not None:
                     start, peak = self._watching.pop(phase)
-                    self.first[phase] = {"rise": max(peak, _rss()) - start, "px": pixels(*args)}
+                    self.first[phase] = {
+                        "rise": max(peak, current_rss()) - start,
+                        "px": pixels(*args),
+                    }
 
         setattr(owner, name, wrapped)
 
@@ -106,7 +109,7 @@ def child(
     import numpy as np
     from PIL import Image
 
-    from impasto.daemon.engine import Engine, lbfgs, objective, tiling
+    from impasto.daemon.engine import Engine, lbfgs, objective, split, tiling
     from impasto.shared.errors import ImpastoError
     from impasto.shared.options import JobOptions
     from impasto.shared.rawimage import RawImage
@@ -119,6 +122,15 @@ def child(
         tiling.TiledObjective, "value_and_grad", "tiled pass", lambda o, x: largest(o.tiles)
     )
     phases.wrap(tiling, "tiled_grams", "Gram pass", lambda m, x, layers, t, fmt: largest(t))
+    phases.wrap(  # per pixel of the picture: its deep part runs whole
+        split.SplitObjective, "value_and_grad", "split pass", lambda o, x: x.shape[-2] * x.shape[-1]
+    )
+    phases.wrap(  # per pixel of the picture, whose cut's output it is
+        split.SplitObjective,
+        "_deep_slope",
+        "split: deep part",
+        lambda o, p: p.shape[-2] * p.shape[-1] * o.cut_stride**2,
+    )
     phases.wrap(
         objective.Objective, "value_and_grad", "whole pass", lambda o, x: x.shape[-2] * x.shape[-1]
     )
@@ -177,6 +189,13 @@ def child(
     out["phases"] = phases.stop()
     out["first"] = phases.first
     print(json.dumps(out))
+
+
+def plan_text(m: dict) -> str:
+    """The finest scale's plan: whole, tiles, or tiles up to a pooling layer (split)."""
+    if not m["tile"]:
+        return "whole"
+    return f"{m['tile']}, after pool{m['split']} whole" if m.get("split") else str(m["tile"])
 
 
 def main() -> None:
@@ -241,7 +260,7 @@ def main() -> None:
         by_phase[size] = r["phases"]
         firsts[size] = r["first"]
         print(
-            f"| {size} | {m['budget'] / gb:.2f} | {m['tile'] or 'whole'} | "
+            f"| {size} | {m['budget'] / gb:.2f} | {plan_text(m)} | "
             f"{m['tiles']} ({m['gram_tiles']}) | "
             f"{m['history']} | "
             f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} | "

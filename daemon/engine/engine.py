@@ -39,6 +39,7 @@ from .losses import blended_style_targets, style_constant, style_targets
 from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
 from .objective import Objective
 from .optimize import optimise_scale
+from .split import SplitObjective
 from .targets import TargetCache, tensor_digest
 from .types import CancelToken, Progress, StyleResult
 from .weights import load_extractor
@@ -119,17 +120,45 @@ def scale_costs(
 ) -> list[eta.ScaleCost]:
     """The ETA's cost of each scale: its pixels, or its tiles' windows when tiled."""
     costs = []
+    align = tiling.alignment(model)
     for s, m in zip(plan, memory_plans, strict=True):
-        windows = gram_windows = None
-        if m.tile is not None:
-            halo, align = tiling.halo(model, upto), tiling.alignment(model)
-            windows = tiling.window_areas(tiling.grid(s.height, s.width, m.tile, halo, align))
-            gram = tiling.grid(s.height, s.width, m.gram_tile or m.tile, halo, align)
-            gram_windows = tiling.window_areas(gram)
+        if m.tile is None:
+            costs.append(eta.scale_cost(s.height, s.width, s.iterations, None, 1 + n_styles))
+            continue
+        halo = tiling.halo(model, upto if m.split is None else cut_index(model, m.split))
+        windows = tiling.window_areas(tiling.grid(s.height, s.width, m.tile, halo, align))
+        if m.split is not None:
+            costs.append(
+                eta.split_cost(s.height, s.width, s.iterations, windows, m.split, 1 + n_styles)
+            )
+            continue
+        gram = tiling.grid(s.height, s.width, m.gram_tile or m.tile, halo, align)
+        gram_windows = tiling.window_areas(gram)
         costs.append(
             eta.scale_cost(s.height, s.width, s.iterations, windows, 1 + n_styles, gram_windows)
         )
     return costs
+
+
+def cut_index(model: FeatureExtractor, pools: int) -> int:
+    """The body index where a split after ``pools`` pooling layers cuts the network."""
+    return tiling.pool_indices(model)[pools - 1]
+
+
+def splits(
+    model: FeatureExtractor, upto: int, content_layers: list[str]
+) -> tuple[tuple[int, int], ...]:
+    """(pooling layers, halo) of each split the job allows: a cut before its deepest
+    layer and before every content layer (split.py runs content terms whole)."""
+    if not tiling.can_tile(model):
+        return ()
+    pools = tiling.pool_indices(model)
+    first_content = min((model.taps[k] for k in content_layers), default=upto + 1)
+    return tuple(
+        (n, tiling.halo(model, pools[n - 1]))
+        for n in memory.SPLITS
+        if n <= len(pools) and pools[n - 1] < min(upto, first_content)
+    )
 
 
 class Engine:
@@ -319,7 +348,7 @@ class Engine:
         """What a job on a ``height`` x ``width`` content would do, without running it.
 
         For an editor's dialog before the run: the output size, the scales (size,
-        iterations, tiles), the estimated peak memory against the budget, and the
+        iterations, tiles, split), the estimated peak memory against the budget, and the
         estimated seconds (at the speed of this engine's last job or ``calibrate`` on
         the same device and arithmetic, else a default speed). Raises the job's own
         errors (options, too_large_for_device), so a dialog can show them before
@@ -332,7 +361,13 @@ class Engine:
             "width": setup.plan[-1].width,
             "height": setup.plan[-1].height,
             "scales": [
-                {"width": s.width, "height": s.height, "iterations": s.iterations, "tile": m.tile}
+                {
+                    "width": s.width,
+                    "height": s.height,
+                    "iterations": s.iterations,
+                    "tile": m.tile,
+                    "split": m.split,  # tiles run only the first this many pooling blocks
+                }
                 for s, m in zip(setup.plan, setup.memory, strict=True)
             ],
             "memory_estimate": max(m.peak for m in setup.memory),
@@ -418,6 +453,7 @@ class Engine:
             align=tiling.alignment(model) if tileable else 1,
             can_tile=tileable,
             base=base,
+            splits=splits(model, upto, job_layers(opts)[0] if opts.content_weight > 0 else []),
         )
         plans = []
         for s in plan:
@@ -517,6 +553,7 @@ class _Run:
             "tile": p.tile or 0,
             "tiles": tiles,
             "gram_tiles": gram_tiles,
+            "split": p.split or 0,
             "history": p.history,
         }
 
@@ -555,8 +592,10 @@ class _Run:
                     "which animations do not support yet; choose a smaller size",
                     TOO_LARGE_FOR_DEVICE,
                 )
-            halo, align = tiling.halo(self.model, self.upto), tiling.alignment(self.model)
-            tiles = tiling.grid(h, w, tile, halo, align)
+            align = tiling.alignment(self.model)
+            reach = self.upto if plan.split is None else cut_index(self.model, plan.split)
+            tiles = tiling.grid(h, w, tile, tiling.halo(self.model, reach), align)
+            halo = tiling.halo(self.model, self.upto)
             gram_tiles = tiling.grid(h, w, gram_tile or tile, halo, align)
         model_key = (
             self.model.name,
@@ -608,6 +647,16 @@ class _Run:
             "memory_format": self.fmt,
         }
         use_content = self.opts.content_weight > 0
+        if tiles is not None and plan.split is not None:
+            return SplitObjective(
+                model=self.model,
+                content_input=x_content if use_content else None,
+                content_layers=self.content_layers,
+                cut=cut_index(self.model, plan.split),
+                tiles=tiles,
+                interrupted=lambda: self._stop_reason() is not None,
+                **terms,
+            )
         if tiles is not None:
             return tiling.TiledObjective(
                 model=self.model,

@@ -35,6 +35,12 @@ TARGET_SHARE = 1.0
 # 3.47 s per iteration, tiles of 496 px 9.41 s, of 256 px 13.40 s, i.e. 1.63 and 1.55
 # units per window pixel.
 FORWARD_SHARE = 0.6
+# What a split scale's (split.py) shallow blocks add per tile window pixel to the whole
+# picture's forward and backward: they run forward once more, without gradient, and
+# stitching and tiles cost a little. Measured (bench_split.py: one thread, 2048x1536,
+# tiles of 512 px, two processes side by side): whole 14.1 s per iteration, split after
+# pool2 20.0 s and after pool3 23.7 s, over windows of 1.10 and 1.26 times the picture.
+SPLIT_SHARE = {2: 0.4, 3: 0.55}
 # What the speed measured at earlier scales keeps of its weight when a finer one starts:
 # per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
 SCALE_DECAY = 0.5
@@ -67,6 +73,15 @@ def scale_cost(
         per = FIXED_PX + seen + sum(gram_windows or windows) * FORWARD_SHARE
         targets = n_targets * TARGET_SHARE * seen
     return ScaleCost(iterations, per, targets)
+
+
+def split_cost(
+    height: int, width: int, iterations: int, windows: list[int], pools: int, n_targets: int
+) -> ScaleCost:
+    """Cost of a scale whose network is split after ``pools`` pooling layers, its
+    shallow blocks in tiles of ``windows`` (split.py)."""
+    per = FIXED_PX + height * width + SPLIT_SHARE[pools] * sum(windows)
+    return ScaleCost(iterations, per, n_targets * TARGET_SHARE * height * width)
 
 
 class Eta:

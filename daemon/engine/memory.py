@@ -10,7 +10,9 @@ A job's peak is three parts:
   vectors);
 * one forward and backward pass of the network over the picture (or over one tile of
   it): ``WHOLE_PASS_BYTES_PER_PX`` (``TILE_PASS_BYTES_PER_PX``) per pixel the network
-  sees;
+  sees; or, with the network split (split.py), its deep part over the whole picture
+  (``SPLIT_DEEP_BYTES_PER_PX``) plus its shallow part over one tile
+  (``SPLIT_TILE_BYTES_PER_PX``);
 * on the CPU, the content image as handed over, at its own size
   (``INPUT_BYTES_PER_PX``, counted in ``Limits.base`` by the engine).
 
@@ -19,10 +21,11 @@ VGG19 to conv5_1, channels-last): the runtime with the bfloat16 network held 0.8
 the passes are measured beside their constants. bench/bench_memory.py checks the
 estimate against whole jobs at 1024, 2048 and 4096 px.
 
-When the whole picture's pass does not fit, the finest scales are tiled
-(``tiling.py``): the pass then costs one tile's worth, the per-pixel state stays. When
-not even that fits, the job is refused with ``too_large_for_device`` and a size that
-fits, before it allocates anything.
+When the whole picture's pass does not fit, the finest scales split the network, its
+shallow blocks in tiles (``split.py``), and when not even that fits, they run the whole
+network tile by tile (``tiling.py``): the pass then costs one tile's worth, the
+per-pixel state stays. When not even that fits, the job is refused with
+``too_large_for_device`` and a size that fits, before it allocates anything.
 """
 
 from __future__ import annotations
@@ -60,6 +63,20 @@ TILE_PASS_BYTES_PER_PX = {"bfloat16": 2300, "float32": 2600, "float16": 2300}
 # whole 4096x3072 job under 4 GB (pass 1 in 48 tiles where pass 2 ran 192) rose to
 # 3992 MB, 2.5% under the budget, where it had peaked at 3789 MB.
 GRAM_PASS_BYTES_PER_PX = {"bfloat16": 1400, "float32": 1900, "float16": 1400}
+# The split pass (split.py), per iteration of one scale in a fresh process, first and
+# second iteration (7 Dec 2026, one thread; bench_split.py): at 2048x1536 in
+# bfloat16 the deep part over the whole picture rose 256-284 B per output pixel with the
+# network cut after pool2 and 96-138 after pool3; then the shallow tiles rose 775-860 B
+# per pixel of their largest window (296k and 815k px; 1746 in a first iteration, as the
+# heap grows once) and 638-1382 after pool3. In float32 at 1024x768: deep 448-550 and
+# 130-257, tiles 1582-3137 and 1169-2747 over 83k and 124k px windows. The phases follow
+# each other; the estimate adds them, which covers every first iteration above.
+SPLIT_DEEP_BYTES_PER_PX = {
+    2: {"bfloat16": 360, "float32": 720, "float16": 360},
+    3: {"bfloat16": 200, "float32": 360, "float16": 200},
+}
+SPLIT_TILE_BYTES_PER_PX = {"bfloat16": 1100, "float32": 2200, "float16": 1100}
+SPLITS = (2, 3)  # pooling layers the tiles may run through, fewest (cheapest) first
 STATE_BYTES_PER_PX = 110  # picture, gradient, content, targets, L-BFGS x/g/direction
 PAIR_BYTES_PER_PX = 24  # one L-BFGS curvature pair: s and y, float32 RGB
 # The CPU's default budget: half the machine's RAM, but at least 3 GB (a 4 GB laptop
@@ -107,6 +124,9 @@ class MemoryPlan:
     # fraction of pass 2's memory per pixel and so runs in fewer, larger windows (the
     # long edge: one window). None: the same tiles as pass 2.
     gram_tile: int | None = None
+    # With a tile: how many pooling layers the tiles run through before the rest of the
+    # network runs over the whole picture (split.py); None: the whole network in tiles.
+    split: int | None = None
 
 
 def _meminfo() -> dict[str, int]:
@@ -172,6 +192,13 @@ def gram_bytes_per_px(dtype_name: str) -> int:
     return GRAM_PASS_BYTES_PER_PX.get(dtype_name, GRAM_PASS_BYTES_PER_PX["float32"])
 
 
+def split_bytes_per_px(dtype_name: str, pools: int) -> tuple[int, int]:
+    """(deep part per output pixel, shallow tile per window pixel) of a split pass."""
+    deep = SPLIT_DEEP_BYTES_PER_PX[pools]
+    tile = SPLIT_TILE_BYTES_PER_PX
+    return deep.get(dtype_name, deep["float32"]), tile.get(dtype_name, tile["float32"])
+
+
 def window(length: int, tile: int, halo: int, align: int = 16) -> int:
     """The longest window ``tiling.grid`` makes along a side of ``length`` px."""
     n = -(-length // tile)
@@ -191,21 +218,28 @@ def estimate(
     base: int = BASE_BYTES,
     align: int = 16,
     gram_tile: int | None = None,
+    split: tuple[int, int] | None = None,
 ) -> int:
     """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned.
 
-    A tiled scale's two passes follow each other, so the larger of them counts."""
+    ``split``: (pooling layers, their halo) when the tiles run only the network's
+    shallow blocks. A tiled scale's Gram pass (pass 1, or a style image's targets) and
+    its gradient pass follow each other, so the larger of them counts."""
     pixels = height * width
     state = pixels * (STATE_BYTES_PER_PX + STEP_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
     if tile is None:
         return base + state + pixels * pass_bytes_per_px(dtype_name, False)
-    seen = window(height, tile, halo, align) * window(width, tile, halo, align)
     g = gram_tile or tile
     gram_seen = window(height, g, halo, align) * window(width, g, halo, align)
-    passes = max(
-        seen * pass_bytes_per_px(dtype_name, True), gram_seen * gram_bytes_per_px(dtype_name)
-    )
-    return base + state + passes
+    if split is None:
+        seen = window(height, tile, halo, align) * window(width, tile, halo, align)
+        grad_pass = seen * pass_bytes_per_px(dtype_name, True)
+    else:
+        pools, split_halo = split
+        seen = window(height, tile, split_halo, align) * window(width, tile, split_halo, align)
+        deep, shallow = split_bytes_per_px(dtype_name, pools)
+        grad_pass = pixels * deep + seen * shallow
+    return base + state + max(grad_pass, gram_seen * gram_bytes_per_px(dtype_name))
 
 
 @dataclass(frozen=True)
@@ -218,13 +252,18 @@ class Limits:
     align: int  # tiling.alignment
     can_tile: bool
     base: int = BASE_BYTES
+    # (pooling layers, halo) of each split of the network the job allows (split.py),
+    # cheapest first; empty: none.
+    splits: tuple[tuple[int, int], ...] = ()
 
 
 def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
-    Prefers the whole picture at any history, then the largest tile that fits,
-    shortening L-BFGS's history only when even the smallest tile would not fit. A whole
+    Prefers the whole picture at any history, then the network split with its shallow
+    blocks in the largest tiles that fit (1.2-1.7 times a whole pass), then the whole
+    network in the largest tiles that fit (2.2-2.9 times), shortening L-BFGS's history
+    only where the next cheaper way would not fit. A whole
     2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one
     thread), while fewer curvature pairs cost less than that (bench_precision.py
     --history, 512 px, 120 iterations: 6 and 3 pairs left the average-pooled style 10%
@@ -233,24 +272,46 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """
     lim = limits
 
-    def peak(tile: int | None, history: int, gram: int | None = None) -> int:
+    def peak(tile: int | None, history: int, gram: int | None = None, split=None) -> int:
         return estimate(
-            height, width, lim.dtype_name, tile, lim.halo, history, lim.base, lim.align, gram
+            height,
+            width,
+            lim.dtype_name,
+            tile,
+            lim.halo,
+            history,
+            lim.base,
+            lim.align,
+            gram,
+            split,
         )
+
+    def tiled(split: tuple[int, int] | None, first: int) -> MemoryPlan | None:
+        """The largest tile from ``first`` down that fits, at the longest history."""
+        for history in HISTORIES:
+            for tile in range(first, 0, -lim.align):
+                if tile < MIN_TILE_CORE:
+                    break
+                if peak(tile, history, tile, split) <= lim.budget:
+                    edges = range(max(height, width), tile, -lim.align)
+                    fits = (g for g in edges if peak(tile, history, g, split) <= lim.budget)
+                    gram = next(fits, tile)
+                    pools = split[0] if split else None
+                    found = peak(tile, history, gram, split)
+                    return MemoryPlan(tile, history, found, lim.budget, gram, pools)
+        return None
 
     for history in HISTORIES:
         whole = peak(None, history)
         if whole <= lim.budget:
             return MemoryPlan(None, history, whole, lim.budget)
-    for history in HISTORIES if lim.can_tile else ():
-        for tile in range((max(height, width) - 1) // lim.align * lim.align, 0, -lim.align):
-            if tile < MIN_TILE_CORE:
-                break
-            if peak(tile, history) <= lim.budget:
-                edges = range(max(height, width), tile, -lim.align)
-                gram = next((g for g in edges if peak(tile, history, g) <= lim.budget), tile)
-                return MemoryPlan(tile, history, peak(tile, history, gram), lim.budget, gram)
-    return None
+    if not lim.can_tile:
+        return None
+    for split in lim.splits:  # one tile along the long edge is still a split
+        plan = tiled(split, max(height, width))
+        if plan is not None:
+            return plan
+    return tiled(None, (max(height, width) - 1) // lim.align * lim.align)
 
 
 def _fits_at(height: int, width: int, long_edge: int, limits: Limits) -> bool:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import torch
 
@@ -72,18 +72,13 @@ def can_tile(model: FeatureExtractor) -> bool:
 
 def layer_strides(model: FeatureExtractor, layers: list[str]) -> dict[str, int]:
     """Each layer's stride in pixels: 2 per pooling before (or at) it."""
-    pools = [
-        i
-        for i, m in enumerate(model.body)
-        if isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d)
-    ]
+    pools = pool_indices(model)
     return {layer: 2 ** sum(p <= model.taps[layer] for p in pools) for layer in layers}
 
 
 def alignment(model: FeatureExtractor) -> int:
     """Windows start on multiples of the body's total stride so every pooling grid lines up."""
-    pools = sum(isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d) for m in model.body)
-    return 2**pools
+    return 2 ** len(pool_indices(model))
 
 
 def halo(model: FeatureExtractor, upto: int) -> int:
@@ -178,7 +173,42 @@ def tiled_features(
     return out
 
 
-def _tv_part(rgb255: torch.Tensor, t: Tile, height: int, width: int, eps: float = 1e-2):
+def pool_indices(model: FeatureExtractor) -> list[int]:
+    """Body indices of the pooling layers, shallowest first."""
+    return [
+        i
+        for i, m in enumerate(model.body)
+        if isinstance(m, torch.nn.AvgPool2d | torch.nn.MaxPool2d)
+    ]
+
+
+def core_positions(tiles: list[Tile], stride: int) -> int:
+    """Feature positions the cores own at ``stride``: the whole picture's (a Gram's N)."""
+    return sum((t.y1 // stride - t.y0 // stride) * (t.x1 // stride - t.x0 // stride) for t in tiles)
+
+
+def style_slopes(
+    grams: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    layer_weights: dict[str, float],
+    style_weight: float,
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """From whole-picture Gram matrices: the style loss Σ w_l mean((G−A)²)/C² (before
+    ``style_weight``) and each layer's ``Ĝ = ∂(style_weight · that)/∂G``."""
+    value = sum(layer_weights[k] * float(style_layer_loss(grams[k], t)) for k, t in targets.items())
+    slopes = {
+        k: style_weight * layer_weights[k] * 2.0 * (grams[k] - t) / t.shape[0] ** 4
+        for k, t in targets.items()
+    }
+    return value, slopes
+
+
+def unfinished() -> tuple[None, dict[str, float]]:
+    """What value_and_grad returns when a cancel stopped it between tiles."""
+    return None, dict.fromkeys(("content", "style", "tv", "total"), math.nan)
+
+
+def tv_part(rgb255: torch.Tensor, t: Tile, height: int, width: int, eps: float = 1e-2):
     """Sums of losses.tv_loss's smooth-L1 differences whose left/top pixel is in the core."""
     oy, ox = t.y0 - t.wy0, t.x0 - t.wx0
     h, w = t.y1 - t.y0, t.x1 - t.x0
@@ -191,47 +221,80 @@ def _tv_part(rgb255: torch.Tensor, t: Tile, height: int, width: int, eps: float 
     return (torch.sqrt(dx * dx + e2) - eps).sum(), (torch.sqrt(dy * dy + e2) - eps).sum()
 
 
-class TiledObjective:
+class TileTV:
+    """``losses.tv_loss`` of the whole picture, summed tile by tile over the cores."""
+
+    def __init__(self, model: FeatureExtractor, height: int, width: int, weight: float):
+        self.prep, self.height, self.width, self.weight = model.preprocessing, height, width, weight
+        self.n_dx = max(3 * height * (width - 1), 1)
+        self.n_dy = max(3 * (height - 1) * width, 1)
+        self.sum_x = self.sum_y = 0.0
+
+    def term(self, xw: torch.Tensor, t: Tile) -> torch.Tensor:
+        """The weighted, differentiable part of the term whose pixels the core of ``t``
+        owns; ``xw`` is that tile's window of the picture."""
+        px, py = tv_part(self.prep.to_rgb(xw) * 255.0, t, self.height, self.width)
+        self.sum_x += float(px.detach())
+        self.sum_y += float(py.detach())
+        return self.weight * 0.5 * (px / self.n_dx + py / self.n_dy)
+
+    @property
+    def value(self) -> float:
+        """The weighted term, once every tile has added its part."""
+        return self.weight * 0.5 * (self.sum_x / self.n_dx + self.sum_y / self.n_dy)
+
+
+def weighted_losses(content: float, style: float, tv: float) -> dict[str, float]:
+    """The loss terms as Objective reports them, with their total."""
+    return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
+
+
+@dataclass(eq=False)
+class TiledTerms:
+    """What both tiled forms of the objective take (this module's and split.py's): the
+    terms' targets and weights as ``Objective`` has them, the tiles, and a check for a
+    cancel between tiles: one iteration of a large picture takes minutes, and a cancel
+    should not wait for it (value_and_grad then returns no gradient). The content input
+    is only read to build the content targets, never kept."""
+
+    model: FeatureExtractor
+    content_input: InitVar[torch.Tensor | None]
+    content_layers: list[str]
+    style_targets: dict[str, torch.Tensor]
+    style_layer_weights: dict[str, float]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    tiles: list[Tile]
+    style_offset: float = 0.0
+    memory_format: torch.memory_format = torch.contiguous_format
+    interrupted: Callable[[], bool] | None = None
+
+    def stopped(self) -> bool:
+        return self.interrupted is not None and self.interrupted()
+
+
+@dataclass(eq=False)
+class TiledObjective(TiledTerms):
     """``Objective``'s loss and gradient for a picture too large for one pass."""
 
-    def __init__(
-        self,
-        model: FeatureExtractor,
-        content_input: torch.Tensor | None,
-        content_layers: list[str],
-        style_targets: dict[str, torch.Tensor],
-        style_layer_weights: dict[str, float],
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float,
-        tiles: list[Tile],
-        style_offset: float = 0.0,
-        memory_format: torch.memory_format = torch.contiguous_format,
-        interrupted: Callable[[], bool] | None = None,
-        gram_tiles: list[Tile] | None = None,
-    ):
-        self.model, self.tiles, self.fmt = model, tiles, memory_format
-        # Pass 1 needs no gradient, so it may run in fewer, larger windows (memory.py
-        # plans them); its cores partition the picture as pass 2's do.
-        self.gram_tiles = gram_tiles or tiles
-        # Checked between tiles: one iteration of a large picture takes minutes, and a
-        # cancel should not wait for it (value_and_grad then returns no gradient).
-        self.interrupted = interrupted or (lambda: False)
-        self.style_targets, self.layer_weights = style_targets, style_layer_weights
-        self.content_weight, self.style_weight, self.tv_weight = (
-            content_weight,
-            style_weight,
-            tv_weight,
-        )
-        self.style_offset = style_offset
-        self.content_layers = content_layers if content_input is not None else []
-        self.style_layers = list(style_targets)
+    # Pass 1 needs no gradient, so it may run in fewer, larger windows (memory.py plans
+    # them); its cores partition the picture as pass 2's do. None: pass 2's tiles.
+    gram_tiles: list[Tile] | None = None
+
+    def __post_init__(self, content_input: torch.Tensor | None) -> None:
+        self.pass1_tiles = self.gram_tiles or self.tiles
+        if content_input is None:
+            self.content_layers = []
+        self.style_layers = list(self.style_targets)
         self.layers = list(dict.fromkeys([*self.content_layers, *self.style_layers]))
-        self.strides = layer_strides(model, self.layers)
+        self.strides = layer_strides(self.model, self.layers)
         self.content_targets = (
-            tiled_features(model, content_input, self.content_layers, tiles, memory_format)
+            tiled_features(
+                self.model, content_input, self.content_layers, self.tiles, self.memory_format
+            )
             if content_input is not None and self.content_layers
-            else [{} for _ in tiles]
+            else [{} for _ in self.tiles]
         )
         self.content_counts = {
             k: sum(c[k].numel() for c in self.content_targets) for k in self.content_layers
@@ -241,32 +304,20 @@ class TiledObjective:
         """(gradient, weighted loss terms) of the whole picture's objective at ``x``."""
         x = x.detach()
         height, width = x.shape[-2:]
-        grams = tiled_grams(self.model, x, self.style_layers, self.gram_tiles, self.fmt)
-        style = sum(
-            self.layer_weights[k] * float(style_layer_loss(grams[k], t))
-            for k, t in self.style_targets.items()
+        fmt = self.memory_format
+        grams = tiled_grams(self.model, x, self.style_layers, self.pass1_tiles, fmt)
+        style, ghat = style_slopes(
+            grams, self.style_targets, self.style_layer_weights, self.style_weight
         )
-        # ∂(style_weight · Σ w_l mean((G−A)²)/C²)/∂G
-        ghat = {
-            k: self.style_weight * self.layer_weights[k] * 2.0 * (grams[k] - t) / t.shape[0] ** 4
-            for k, t in self.style_targets.items()
-        }
         n_pos = self._positions()
         grad = torch.zeros_like(x)
-        content = tv_x = tv_y = 0.0
-        n_dx = 3 * height * (width - 1)
-        n_dy = 3 * (height - 1) * width
-        prep = self.model.preprocessing
+        content = 0.0
+        tv = TileTV(self.model, height, width, self.tv_weight)
         for t, targets in zip(self.tiles, self.content_targets, strict=True):
-            if self.interrupted():
-                return None, {
-                    "content": math.nan,
-                    "style": math.nan,
-                    "tv": math.nan,
-                    "total": math.nan,
-                }
+            if self.stopped():
+                return unfinished()
             xw = t.window(x).clone().requires_grad_(True)
-            feats = self.model(xw.contiguous(memory_format=self.fmt), self.layers, True)
+            feats = self.model(xw.contiguous(memory_format=fmt), self.layers, True)
             terms = []
             for k in self.style_layers:
                 # Only the gradient of ⟨Ĝ, F Fᵀ⟩/N is needed: one product in the features'
@@ -279,25 +330,16 @@ class TiledObjective:
                 content += float(part.detach())
                 terms.append(self.content_weight * part)
             if self.tv_weight:
-                px, py = _tv_part(prep.to_rgb(xw) * 255.0, t, height, width)
-                tv_x += float(px.detach())
-                tv_y += float(py.detach())
-                terms.append(self.tv_weight * 0.5 * (px / max(n_dx, 1) + py / max(n_dy, 1)))
+                terms.append(tv.term(xw, t))
             (g,) = torch.autograd.grad(sum(terms[1:], terms[0]), xw)
             grad[..., t.wy0 : t.wy1, t.wx0 : t.wx1] += g
-        tv = 0.5 * (tv_x / max(n_dx, 1) + tv_y / max(n_dy, 1))
-        losses = {
-            "content": self.content_weight * content,
-            "style": self.style_weight * (style + self.style_offset),
-            "tv": self.tv_weight * tv if self.tv_weight else 0.0,
-        }
-        losses["total"] = losses["content"] + losses["style"] + losses["tv"]
+        losses = weighted_losses(
+            self.content_weight * content,
+            self.style_weight * (style + self.style_offset),
+            tv.value if self.tv_weight else 0.0,
+        )
         return grad, losses
 
     def _positions(self) -> dict[str, int]:
         """N_l: the whole picture's positions at each style layer (the Gram's divisor)."""
-        out = {}
-        for k in self.style_layers:
-            s = self.strides[k]
-            out[k] = sum((t.y1 // s - t.y0 // s) * (t.x1 // s - t.x0 // s) for t in self.tiles)
-        return out
+        return {k: core_positions(self.tiles, self.strides[k]) for k in self.style_layers}
