@@ -53,11 +53,11 @@ def test_split_loss_and_gradient_equal_the_whole_pictures(vgg, problem, pool, co
     cut = tiling.pool_indices(vgg)[pool - 1]
     tiles = tiling.grid(150, 200, core, tiling.halo(vgg, cut), tiling.alignment(vgg))
     weights = dict(zip(STYLE_LAYERS, [1.0, 0.5, 2.0, 1.0, 0.7], strict=True))
-    terms = dict(content_weight=0.05, style_weight=10.0, tv_weight=2.0)
+    terms = (0.05, 10.0, 2.0)  # content, style and total-variation weights
     with torch.no_grad():
         content_targets = vgg(c, ["conv4_2"])
-    whole = Objective(vgg, content_targets, targets, weights, **terms)
-    split = SplitObjective(vgg, c, ["conv4_2"], targets, weights, cut=cut, tiles=tiles, **terms)
+    whole = Objective(vgg, content_targets, targets, weights, *terms)
+    split = SplitObjective(vgg, c, ["conv4_2"], targets, weights, *terms, tiles, cut=cut)
     g_whole, l_whole = whole.value_and_grad(x)
     g_split, l_split = split.value_and_grad(x)
     assert g_whole is not None and g_split is not None
