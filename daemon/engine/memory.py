@@ -68,9 +68,12 @@ GRAM_PASS_BYTES_PER_PX = {"bfloat16": 1400, "float32": 1900, "float16": 1400}
 # bfloat16 the deep part over the whole picture rose 256-284 B per output pixel with the
 # network cut after pool2 and 96-138 after pool3; then the shallow tiles rose 775-860 B
 # per pixel of their largest window (296k and 815k px; 1746 in a first iteration, as the
-# heap grows once) and 638-1382 after pool3. In float32 at 1024x768: deep 448-550 and
+# heap grows once) and 638-1382 after pool3; at 4096x3072 the deep part 280-281 and
+# 136-137 B/px (tiles of 512 px). In float32 at 1024x768: deep 448-550 and
 # 130-257, tiles 1582-3137 and 1169-2747 over 83k and 124k px windows. The phases follow
-# each other; the estimate adds them, which covers every first iteration above.
+# each other; the estimate adds them. The whole default 2048 px job under 3 GB (five
+# scales, frames) peaked 2.7% over its budget with the deep part planned at 300 B/px,
+# on a heap its larger tiles had left higher; at 360 it peaked 3.3% under it.
 SPLIT_DEEP_BYTES_PER_PX = {
     2: {"bfloat16": 360, "float32": 720, "float16": 360},
     3: {"bfloat16": 200, "float32": 360, "float16": 200},
@@ -261,7 +264,7 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
     Prefers the whole picture at any history, then the network split with its shallow
-    blocks in the largest tiles that fit (1.2-1.7 times a whole pass), then the whole
+    blocks in the largest tiles that fit (1.1-1.8 times a whole pass), then the whole
     network in the largest tiles that fit (2.2-2.9 times), shortening L-BFGS's history
     only where the next cheaper way would not fit. A whole
     2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one

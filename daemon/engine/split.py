@@ -19,9 +19,10 @@ an eighth. So here:
    core's slice of ``∂L/∂P`` plus the shallow style layers' ``⟨Ĝ, F Fᵀ⟩/N`` and the
    total-variation part; the tiles' gradients add up to the whole picture's.
 
-The shallow blocks thus run forward twice and the deep ones once, with no halo worth the
-name: a 2048x1536 iteration takes about 1.4 times the whole pass (memory.py gives the
-measurements), in a quarter of its memory. Content layers must lie past the cut (the
+The shallow blocks thus run forward twice and the deep ones once, with little overlap:
+an iteration cut after pool2 took 1.12-1.5 times the whole pass at 2048 and 4096 px, in
+under a third of its memory, where tiles of the whole network took 2.3-2.8 times
+(bench/bench_split.py, BENCHMARKS.md). Content layers must lie past the cut (the
 plan only splits above them: conv4_2 by default).
 """
 
