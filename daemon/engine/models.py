@@ -120,6 +120,13 @@ class FeatureExtractor(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.body.parameters()).dtype
 
+    def taps_by_index(self, layers: list[str]) -> dict[int, list[str]]:
+        """``layers`` grouped by the body index whose output they tap."""
+        at: dict[int, list[str]] = {}
+        for layer in layers:
+            at.setdefault(self.taps[layer], []).append(layer)
+        return at
+
     def forward(
         self, x: torch.Tensor, layers: list[str], native: bool = False
     ) -> dict[str, torch.Tensor]:
@@ -130,9 +137,7 @@ class FeatureExtractor(nn.Module):
         network and its gradient comes back as float32.
         """
         x = x.to(self.dtype)
-        wanted: dict[int, list[str]] = {}
-        for layer in layers:
-            wanted.setdefault(self.taps[layer], []).append(layer)
+        wanted = self.taps_by_index(layers)
         last = max(wanted)
         out: dict[str, torch.Tensor] = {}
         for i, module in enumerate(self.body):

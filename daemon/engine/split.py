@@ -39,7 +39,7 @@ from .tiling import (
     TileTV,
     core_positions,
     layer_strides,
-    pool_indices,
+    stride_at,
     style_slopes,
     unfinished,
     weighted_losses,
@@ -63,7 +63,7 @@ class SplitObjective(TiledTerms):
         if any(taps[k] <= cut for k in self.content_layers):
             raise ValueError(f"content layers {self.content_layers} must lie past body index {cut}")
         self.strides = layer_strides(model, list(self.style_targets))
-        self.cut_stride = 2 ** sum(p <= cut for p in pool_indices(model))
+        self.cut_stride = stride_at(model, cut)
         self.n_pos = {k: core_positions(self.tiles, self.strides[k]) for k in self.shallow_targets}
         self.content_targets: dict[str, torch.Tensor] = {}
         if content_input is not None and self.content_layers:
@@ -77,9 +77,10 @@ class SplitObjective(TiledTerms):
         self, x: torch.Tensor, gram_layers: list[str]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Without gradient: the cut's output over the whole picture, stitched from the
-        tiles' cores, and the whole picture's Gram matrices of ``gram_layers``."""
+        tiles' cores, and the whole picture's Gram matrices of ``gram_layers`` (shallow
+        style layers)."""
         body, s = self.model.body, self.cut_stride
-        at = self._by_index(gram_layers)
+        at = self.model.taps_by_index(gram_layers)
         sums: dict[str, torch.Tensor] = {}
         channels = [m.out_channels for m in body[: self.cut + 1] if isinstance(m, torch.nn.Conv2d)]
         size = (1, channels[-1], x.shape[-2] // s, x.shape[-1] // s)
@@ -95,7 +96,7 @@ class SplitObjective(TiledTerms):
                         g = gram_sum(flat_features(t.core(self._scaled(h), self.strides[k])))
                         sums[k] = sums[k] + g if k in sums else g
                 stitched[..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s] = t.core(h, s)
-        grams = {k: v / core_positions(self.tiles, self.strides[k]) for k, v in sums.items()}
+        grams = {k: v / self.n_pos[k] for k, v in sums.items()}
         return stitched, grams
 
     def _deep(
@@ -105,7 +106,7 @@ class SplitObjective(TiledTerms):
         term: Callable[[str, torch.Tensor], torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """``term(layer, features)`` for each of ``layers``, running the body past the cut."""
-        at = self._by_index(layers)
+        at = self.model.taps_by_index(layers)
         h, out = stitched, {}
         for i in range(self.cut + 1, max(at) + 1):
             h = self.model.body[i](h)
@@ -139,13 +140,6 @@ class SplitObjective(TiledTerms):
         (slope,) = torch.autograd.grad(sum(terms[1:], terms[0]), stitched)
         return slope, values
 
-    def _by_index(self, layers: list[str]) -> dict[int, list[str]]:
-        """The layers by the body index whose output they tap."""
-        at: dict[int, list[str]] = {}
-        for k in layers:
-            at.setdefault(self.model.taps[k], []).append(k)
-        return at
-
     def _scaled(self, features: torch.Tensor) -> torch.Tensor:
         scale = self.model.feature_scale
         return features * scale if scale != 1.0 else features
@@ -166,7 +160,7 @@ class SplitObjective(TiledTerms):
         # The shallow part again, tile by tile, with gradient.
         height, width = x.shape[-2:]
         tv = TileTV(self.model, height, width, self.tv_weight)
-        at = self._by_index(list(self.shallow_targets))
+        at = self.model.taps_by_index(list(self.shallow_targets))
         grad = torch.zeros_like(x)
         s = self.cut_stride
         for t in self.tiles:

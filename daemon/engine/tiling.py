@@ -70,10 +70,14 @@ def can_tile(model: FeatureExtractor) -> bool:
     return model.name in VGG_CONFIGS
 
 
+def stride_at(model: FeatureExtractor, index: int) -> int:
+    """The stride in pixels of body index ``index``'s output: 2 per pooling up to it."""
+    return 2 ** sum(p <= index for p in pool_indices(model))
+
+
 def layer_strides(model: FeatureExtractor, layers: list[str]) -> dict[str, int]:
     """Each layer's stride in pixels: 2 per pooling before (or at) it."""
-    pools = pool_indices(model)
-    return {layer: 2 ** sum(p <= model.taps[layer] for p in pools) for layer in layers}
+    return {layer: stride_at(model, model.taps[layer]) for layer in layers}
 
 
 def alignment(model: FeatureExtractor) -> int:
@@ -283,12 +287,13 @@ class TiledObjective(TiledTerms):
     gram_tiles: list[Tile] | None = None
 
     def __post_init__(self, content_input: torch.Tensor | None) -> None:
-        self.pass1_tiles = self.gram_tiles or self.tiles
         if content_input is None:
             self.content_layers = []
         self.style_layers = list(self.style_targets)
         self.layers = list(dict.fromkeys([*self.content_layers, *self.style_layers]))
         self.strides = layer_strides(self.model, self.layers)
+        # N_l: the whole picture's positions at each style layer (the Gram's divisor)
+        self.n_pos = {k: core_positions(self.tiles, self.strides[k]) for k in self.style_layers}
         self.content_targets = (
             tiled_features(
                 self.model, content_input, self.content_layers, self.tiles, self.memory_format
@@ -305,11 +310,10 @@ class TiledObjective(TiledTerms):
         x = x.detach()
         height, width = x.shape[-2:]
         fmt = self.memory_format
-        grams = tiled_grams(self.model, x, self.style_layers, self.pass1_tiles, fmt)
+        grams = tiled_grams(self.model, x, self.style_layers, self.gram_tiles or self.tiles, fmt)
         style, ghat = style_slopes(
             grams, self.style_targets, self.style_layer_weights, self.style_weight
         )
-        n_pos = self._positions()
         grad = torch.zeros_like(x)
         content = 0.0
         tv = TileTV(self.model, height, width, self.tv_weight)
@@ -323,7 +327,7 @@ class TiledObjective(TiledTerms):
                 # Only the gradient of ⟨Ĝ, F Fᵀ⟩/N is needed: one product in the features'
                 # dtype, and no value (the style loss came from pass 1).
                 f = t.core(feats[k], self.strides[k])
-                terms.append(gram_term(f, ghat[k] / n_pos[k], x.new_zeros(())))
+                terms.append(gram_term(f, ghat[k] / self.n_pos[k], x.new_zeros(())))
             for k in self.content_layers:
                 d = t.core(feats[k], self.strides[k]).float() - targets[k].float()
                 part = (d * d).sum() / self.content_counts[k]
@@ -339,7 +343,3 @@ class TiledObjective(TiledTerms):
             tv.value if self.tv_weight else 0.0,
         )
         return grad, losses
-
-    def _positions(self) -> dict[str, int]:
-        """N_l: the whole picture's positions at each style layer (the Gram's divisor)."""
-        return {k: core_positions(self.tiles, self.strides[k]) for k in self.style_layers}
