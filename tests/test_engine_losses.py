@@ -97,6 +97,36 @@ def test_style_term_equals_the_autograd_style_loss(rng, fmt):
     assert ft.grad.is_contiguous(memory_format=fmt)  # no layout conversion in the backward
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("downstream", [True, False], ids=["network goes on", "last layer"])
+def test_style_tap_adds_its_gradient_to_the_networks(rng, fmt, downstream):
+    """The tap's alias carries the network on; the features' gradient is the style term's
+    plus the network's, as autograd's sum of two branches gives it."""
+    f = torch.from_numpy(rng.standard_normal((1, 6, 5, 4))).relu()
+    a = losses.gram(torch.from_numpy(rng.standard_normal((1, 6, 5, 4))).relu())
+    conv = torch.nn.Conv2d(6, 3, 3, padding=1).double()
+
+    def loss(tapped: bool, x: torch.Tensor) -> torch.Tensor:
+        target = losses.GramTarget(a, torch.float64)
+        if tapped:
+            x, style = losses.style_tap(x, target)
+        else:
+            style = losses.style_term(x, target)
+        return 3.0 * style + (conv(x).square().sum() if downstream else 0.0)
+
+    grads = []
+    for tapped in (False, True):
+        ft = f.contiguous(memory_format=fmt).requires_grad_()
+        value = loss(tapped, ft)
+        value.backward()
+        assert ft.grad is not None
+        grads.append((value.item(), ft.grad))
+    (ref, ref_grad), (got, got_grad) = grads
+    assert got == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(got_grad.numpy(), ref_grad.numpy(), rtol=1e-10, atol=1e-15)
+    assert got_grad.is_contiguous(memory_format=fmt)
+
+
 def test_bfloat16_style_term_is_as_close_as_its_features_allow(rng):
     """bfloat16 features, float32 target: G − A is rounded once, relative to itself."""
     f = torch.from_numpy(rng.standard_normal((1, 16, 24, 20))).relu().bfloat16()

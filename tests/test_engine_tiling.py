@@ -6,6 +6,7 @@ rounding. Peak memory itself is measured in bench/bench_memory.py, not here.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -330,3 +331,58 @@ def test_threads_share_one_malloc_arena_so_the_budget_holds():
 
     assert heaps("default") > 1  # glibc gives threads arenas of their own ...
     assert heaps("one") == 1  # ... unless the engine capped them
+
+
+_PRIMITIVES = """
+import os
+from impasto.daemon.engine import Engine
+Engine()
+print(os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"))
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "7"], ids=["engine's cap", "user's setting kept"])
+def test_the_engine_caps_onednns_primitive_cache_before_its_first_convolution(preset):
+    """oneDNN's cached convolutions, about 1 MB each with AMX, would grow with every tile
+    shape a job builds (allocator.py); the engine bounds them unless the user chose."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("PRIMITIVE_CACHE_CAPACITY")}
+    if preset is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", _PRIMITIVES], capture_output=True, text=True, check=True, env=env
+    )
+    expected = preset or str(allocator.PRIMITIVE_CACHE_CAPACITY)
+    assert out.stdout.strip() == expected
+
+
+_HOLES = """
+import ctypes
+from impasto.daemon.engine import allocator
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+chunks, keepers = [], []
+for _ in range(4000):  # 64 KB blocks with a small one after each: holes, not a free top
+    block = libc.malloc(64 << 10)
+    ctypes.memset(block, 1, 64 << 10)
+    chunks.append(block)
+    keepers.append(libc.malloc(64))
+for block in chunks:
+    libc.free(block)
+held = rss()
+released = allocator.release_free_pages()
+print(released, (held - rss()) >> 20)
+"""
+
+
+@pytest.mark.skipif(not allocator.limit_arenas(), reason="needs glibc's malloc")
+def test_free_heap_pages_go_back_to_the_system_between_scales():
+    """The pages of freed blocks inside the heap stay counted until they are released."""
+    out = subprocess.run([sys.executable, "-c", _HOLES], capture_output=True, text=True, check=True)
+    released, dropped_mb = out.stdout.split()
+    assert released == "True"
+    assert int(dropped_mb) > 200  # of the 250 MB freed in holes

@@ -34,7 +34,7 @@ from impasto.shared.options import (
 )
 
 from . import colors, devices, eta, imageops, memory, schedule, tiling
-from .allocator import limit_arenas
+from .allocator import limit_arenas, limit_primitive_cache, release_free_pages
 from .losses import blended_style_targets, style_constant, style_targets
 from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
 from .objective import Objective
@@ -185,6 +185,7 @@ class Engine:
         self._speeds: dict[tuple[str, torch.dtype], float] = {}
         self._lock = threading.Lock()
         limit_arenas()  # or torch's threads' malloc arenas overrun the budget (allocator.py)
+        limit_primitive_cache()  # or oneDNN's cached convolutions do (the same)
 
     # -- models ---------------------------------------------------------------------------
     def model(
@@ -767,6 +768,7 @@ class _Run:
             scale = self.plan[k]
             h, w = scale.height, scale.width
             finest = k == len(self.plan) - 1
+            release_free_pages()  # what the last scale left in the heap (allocator.py)
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb, self.memory_plans[k])
             if x is None:

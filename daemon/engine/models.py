@@ -11,6 +11,7 @@ convolution (Caffe's in-place ReLU made the two the same blob); ``relu4_2`` is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -128,13 +129,19 @@ class FeatureExtractor(nn.Module):
         return at
 
     def forward(
-        self, x: torch.Tensor, layers: list[str], native: bool = False
+        self,
+        x: torch.Tensor,
+        layers: list[str],
+        native: bool = False,
+        tap: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Activations of ``layers`` as float32, whatever dtype the body computes in
         (``native``: in the body's dtype, for losses that need no float32 copy).
 
         The input is cast to the body's dtype, so a float32 image can drive a bfloat16
-        network and its gradient comes back as float32.
+        network and its gradient comes back as float32. ``tap(layer, activations)``,
+        where given, returns what the body goes on with past a tapped layer: the
+        activations themselves or an alias of them (``losses.style_tap``).
         """
         x = x.to(self.dtype)
         wanted = self.taps_by_index(layers)
@@ -145,6 +152,8 @@ class FeatureExtractor(nn.Module):
             for layer in wanted.get(i, ()):
                 f = x if native else x.float()
                 out[layer] = f * self.feature_scale if self.feature_scale != 1.0 else f
+                if tap is not None:
+                    x = tap(layer, x)
             if i == last:
                 break
         return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .losses import GramTarget, content_term, style_term, tv_loss
+from .losses import GramTarget, content_term, style_tap, style_term, tv_loss
 from .models import FeatureExtractor
 
 
@@ -45,14 +45,24 @@ class Objective:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss (differentiable) and its weighted terms as floats."""
+        style: dict[str, torch.Tensor] = {}
+
+        def tap(layer: str, features: torch.Tensor) -> torch.Tensor:
+            if layer not in self.grams:
+                return features
+            features, style[layer] = style_tap(features, self.grams[layer])
+            return features
+
+        # A scaled extractor's Gram comes from its scaled copy, not the body's tensor.
+        fused = self.model.feature_scale == 1.0
         # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
-        feats = self.model(x.contiguous(memory_format=self.memory_format), self.layers, True)
+        x_net = x.contiguous(memory_format=self.memory_format)
+        feats = self.model(x_net, self.layers, True, tap if fused else None)
+        if not fused:
+            style = {k: style_term(feats[k], g) for k, g in self.grams.items()}
         zero = x.new_zeros(())
         c = sum((content_term(feats[k], t) for k, t in self.content_targets.items()), zero)
-        s = sum(
-            (self.style_layer_weights[k] * style_term(feats[k], g) for k, g in self.grams.items()),
-            zero,
-        )
+        s = sum((self.style_layer_weights[k] * v for k, v in style.items()), zero)
         terms = [self.content_weight * c, self.style_weight * s]
         tv = zero
         if self.tv_weight:

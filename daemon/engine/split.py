@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .allocator import release_free_pages
 from .losses import GramTarget, content_term, flat_features, gram_sum, gram_term, style_term
 from .tiling import (
     TiledTerms,
@@ -154,6 +155,9 @@ class SplitObjective(TiledTerms):
         style, ghat = style_slopes(
             grams, self.shallow_targets, self.style_layer_weights, self.style_weight
         )
+        # The tiles' tensors went back to the heap, the deep part's larger ones come from
+        # mappings of their own: without this the heap's pages counted on top of them.
+        release_free_pages()
         slope, values = self._deep_slope(stitched)
         del stitched
         style += sum(self.style_layer_weights[k] * values[k] for k in self.deep_targets)
