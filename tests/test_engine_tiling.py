@@ -343,7 +343,7 @@ print(os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"))
 
 @pytest.mark.parametrize("preset", [None, "7"], ids=["engine's cap", "user's setting kept"])
 def test_the_engine_caps_onednns_primitive_cache_before_its_first_convolution(preset):
-    """oneDNN's cached convolutions, about 1 MB each with AMX, would grow with every tile
+    """oneDNN's cached convolutions, hundreds of MB with AMX, would grow with every tile
     shape a job builds (allocator.py); the engine bounds them unless the user chose."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("PRIMITIVE_CACHE_CAPACITY")}
     if preset is not None:

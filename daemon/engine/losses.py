@@ -37,15 +37,14 @@ def _gram_slope_product(
     out = torch.empty_like(features)  # dense, in the features' memory format
     flat_out = flat_features(out)
     acc = None if into is None else flat_features(into)
-    if flat_out.stride(0) == 1 and flat_out.shape[1] > 1:  # channels-last: N x C rows
-        if acc is None:
-            torch.mm(flat.t(), m.t(), out=flat_out.t())
-        else:
-            torch.addmm(acc.t(), flat.t(), m.t(), out=flat_out.t())
-    elif acc is None:
-        torch.mm(m, flat, out=flat_out)
+    a, b, dest = m, flat, flat_out
+    if flat_out.stride(0) == 1 and flat_out.shape[1] > 1:  # channels-last: (N, C) rows
+        a, b, dest = flat.t(), m.t(), flat_out.t()
+        acc = None if acc is None else acc.t()
+    if acc is None:
+        torch.mm(a, b, out=dest)
     else:
-        torch.addmm(acc, m, flat, out=flat_out)
+        torch.addmm(acc, a, b, out=dest)
     return out
 
 
