@@ -51,7 +51,9 @@ CONFIGS = {
 # Profiler op names that are the network's own work (what the bare pass runs too).
 NETWORK_OPS = {
     "aten::mkldnn_convolution": "convolution",
+    "mkldnn::_convolution_pointwise": "convolution",  # models.ConvReLU, ReLU fused in
     "aten::convolution_backward": "convolution",
+    "_ConvReLUFunctionBackward": "convolution",
     "aten::clamp_min_": "ReLU and pooling",
     "aten::threshold_backward": "ReLU and pooling",
     "aten::avg_pool2d": "ReLU and pooling",

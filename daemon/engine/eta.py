@@ -36,11 +36,15 @@ TARGET_SHARE = 1.0
 # units per window pixel.
 FORWARD_SHARE = 0.6
 # What a split scale's (split.py) shallow blocks add per tile window pixel to the whole
-# picture's forward and backward: they run forward once more, without gradient, and
-# stitching and tiles cost a little. Measured (bench_split.py: one thread, 2048x1536,
-# tiles of 512 px, two processes side by side): whole 14.1 s per iteration, split after
-# pool2 20.0 s and after pool3 23.7 s, over windows of 1.10 and 1.26 times the picture.
-SPLIT_SHARE = {2: 0.4, 3: 0.55}
+# picture's forward and backward: they run forward once more, without gradient, but in
+# windows that stay in cache, where the whole pass maps and faults in its large tensors
+# every iteration. Measured (bench_split.py --iterations 3-4, one thread, two processes
+# side by side, 2 AMX cores, 7 Dec 2026): with tiles of 336 px after pool2, 1.05x the
+# whole pass at 1024x768, 0.95x at 1448x1086, 0.85-0.93x at 2048x1536; after pool3
+# 1.06-1.1x at 2048x1536 over windows 1.65 times the picture. (Before the style terms
+# stopped cutting cores out of the tiles and the ReLU ran in the convolution, pool2's
+# split was 1.4-1.6x the whole pass there, and the shares were 0.4 and 0.55.)
+SPLIT_SHARE = {2: 0.0, 3: 0.05}
 # What the speed measured at earlier scales keeps of its weight when a finer one starts:
 # per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
 SCALE_DECAY = 0.5

@@ -24,17 +24,30 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def flat_features(features: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) -> a (C, H*W) view of the same memory (channels-last: stride 1 along C)."""
+    """(1, C, H, W) -> (C, H*W): a view of dense features (channels-last: stride 1 along C).
+
+    A region cut from channels-last features (a tile's core) is not dense; it is copied
+    in its own layout first, row by row. A plain reshape would copy it into (C, H*W)
+    order, a transpose: 22 ms for a 64-channel core of 304x288 px in bfloat16 on one AMX
+    core, 0.5 GB/s, a third of a 2048 px split iteration (bench/bench_split.py).
+    """
+    if features.stride(1) == 1 and not features.is_contiguous(memory_format=torch.channels_last):
+        features = features.contiguous(memory_format=torch.channels_last)
     return features.reshape(features.shape[1], -1)
 
 
 def _gram_slope_product(
-    features: torch.Tensor, m: torch.Tensor, into: torch.Tensor | None
+    features: torch.Tensor,
+    m: torch.Tensor,
+    into: torch.Tensor | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``m F`` in the features' layout (``F`` = ``features`` as (C, N)), added to ``into``
-    in the same product where given (the GEMM's own accumulation, not a pass of its own)."""
+    in the same product where given (the GEMM's own accumulation, not a pass of its own),
+    written to ``out`` (a view into a larger gradient) where given."""
     flat = flat_features(features)
-    out = torch.empty_like(features)  # dense, in the features' memory format
+    if out is None:
+        out = torch.empty_like(features)  # dense, in the features' memory format
     flat_out = flat_features(out)
     acc = None if into is None else flat_features(into)
     a, b, dest = m, flat, flat_out
@@ -45,6 +58,50 @@ def _gram_slope_product(
         torch.mm(a, b, out=dest)
     else:
         torch.addmm(acc, a, b, out=dest)
+    return out
+
+
+# A tile's core: rows top:bottom and columns left:right of a window's feature map.
+Region = tuple[int, int, int, int]
+
+
+def _side_strips(features: torch.Tensor, region: Region) -> list[tuple[slice, slice]]:
+    """(rows, columns) of the parts of the region's rows left and right of it."""
+    top, bottom, left, right = region
+    rows, width = slice(top, bottom), features.shape[-1]
+    return [(rows, c) for c in (slice(0, left), slice(right, width)) if c.stop > c.start]
+
+
+def region_gram_sum(features: torch.Tensor, region: Region) -> torch.Tensor:
+    """``gram_sum`` over the region's positions of dense (1, C, H, W) ``features``.
+
+    The region is not cut out: its full-width rows are one dense block in either layout
+    (a view), and the strips beside the region, a halo's width, are subtracted. Cutting
+    it out copied the whole core: 9-22 ms per 64-channel core of 304x288 px in bfloat16
+    on one AMX core (bench/bench_split.py --size 2048, 35 tiles).
+    """
+    top, bottom, _left, _right = region
+    total = gram_sum(flat_features(features[..., top:bottom, :]))
+    for rows, cols in _side_strips(features, region):
+        total -= gram_sum(flat_features(features[..., rows, cols]))
+    return total
+
+
+def _region_slope(
+    features: torch.Tensor, m: torch.Tensor, network: torch.Tensor, region: Region
+) -> torch.Tensor:
+    """``network`` plus ``m F`` at the region's positions: the product over the region's
+    full-width rows, accumulated into a copy of ``network``, less the side strips'."""
+    layout = torch.channels_last if features.stride(1) == 1 else torch.contiguous_format
+    network = network.contiguous(memory_format=layout)
+    out = torch.empty_like(features, memory_format=layout)
+    top, bottom, _left, _right = region
+    band = slice(top, bottom)
+    _gram_slope_product(features[..., band, :], m, network[..., band, :], out[..., band, :])
+    out[..., :top, :] = network[..., :top, :]
+    out[..., bottom:, :] = network[..., bottom:, :]
+    for rows, cols in _side_strips(features, region):
+        out[..., rows, cols] -= _gram_slope_product(features[..., rows, cols], m, None)
     return out
 
 
@@ -78,11 +135,20 @@ class _GramTap(torch.autograd.Function):
     would add the two in a pass of its own: at 512x384 in bfloat16 on 2 AMX cores that
     pass (16 ms) and the slower ReLU backward after it (10 ms) were a third of all the
     time an iteration spent outside the network (bench_iteration.py --profile 512).
+
+    With a ``region`` (a tile's core), the term is that of the region's positions only.
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor):
+    def forward(
+        ctx,
+        features: torch.Tensor,
+        slope: torch.Tensor,
+        value: torch.Tensor,
+        region: Region | None,
+    ):
         ctx.save_for_backward(features, slope)
+        ctx.region = region
         ctx.set_materialize_grads(False)  # past the last layer: None, not a zero tensor
         return features.view_as(features), value.clone()
 
@@ -91,9 +157,13 @@ class _GramTap(torch.autograd.Function):
         features, slope = ctx.saved_tensors
         network, grad_value = grads
         if grad_value is None:
-            return network, None, None
+            return network, None, None, None
         m = (slope * (2.0 * grad_value)).to(features.dtype)
-        return _gram_slope_product(features, m, network), None, None
+        if ctx.region is None:
+            return _gram_slope_product(features, m, network), None, None, None
+        if network is None:
+            network = torch.zeros_like(features)
+        return _region_slope(features, m, network, ctx.region), None, None, None
 
 
 def gram_term(features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -161,7 +231,19 @@ def style_term(features: torch.Tensor, target: GramTarget) -> torch.Tensor:
 def style_tap(features: torch.Tensor, target: GramTarget) -> tuple[torch.Tensor, torch.Tensor]:
     """(the features to go on with, ``style_term(features, target)``): for a layer the
     network runs past, whose gradient then comes from one product (``_GramTap``)."""
-    alias, value = _GramTap.apply(features, *_style_slope(features, target))
+    alias, value = _GramTap.apply(features, *_style_slope(features, target), None)
+    return alias, value
+
+
+def region_tap(
+    features: torch.Tensor, slope: torch.Tensor, region: Region
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the features to go on with, a zero whose gradient is that of ⟨slope, F Fᵀ⟩ over
+    the region's positions): a tile's part of a style term whose value came from the
+    whole picture's Gram matrices, without cutting its core out of the features."""
+    alias, value = _GramTap.apply(
+        features, slope, features.new_zeros((), dtype=torch.float32), region
+    )
     return alias, value
 
 

@@ -19,11 +19,15 @@ an eighth. So here:
    core's slice of ``∂L/∂P`` plus the shallow style layers' ``⟨Ĝ, F Fᵀ⟩/N`` and the
    total-variation part; the tiles' gradients add up to the whole picture's.
 
-The shallow blocks thus run forward twice and the deep ones once, with little overlap:
-an iteration cut after pool2 took 1.12-1.5 times the whole pass at 2048 and 4096 px, in
-under a third of its memory, where tiles of the whole network took 2.3-2.8 times
-(bench/bench_split.py, BENCHMARKS.md). Content layers must lie past the cut (the
-plan only splits above them: conv4_2 by default).
+The shallow blocks thus run forward twice and the deep ones once, with little overlap.
+The style terms of the shallow layers never cut a core out of its window's features
+(``losses.region_gram_sum``, ``losses.region_tap``): on 2 AMX cores those copies, and
+the layout conversions a sliced gradient caused in the pooling's backward, had made
+the 2048x1536 iteration 1.6x the whole pass. Without them it took 0.85-0.93 times the
+whole pass (tiles of 336 px; 1.05x at 1024x768), in under a third of its memory: the
+tiles stay in cache where the whole pass's large tensors are mapped afresh each
+iteration (bench/bench_split.py, BENCHMARKS.md). Content layers must lie past the cut
+(the plan only splits above them: conv4_2 by default).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .allocator import release_free_pages
-from .losses import GramTarget, content_term, flat_features, gram_sum, gram_term, style_term
+from .losses import GramTarget, content_term, region_gram_sum, style_term
 from .tiling import (
     TiledTerms,
     TileTV,
@@ -94,7 +98,7 @@ class SplitObjective(TiledTerms):
                 for i in range(self.cut + 1):
                     h = body[i](h)
                     for k in at.get(i, ()):
-                        g = gram_sum(flat_features(t.core(self._scaled(h), self.strides[k])))
+                        g = region_gram_sum(self._scaled(h), t.region(self.strides[k]))
                         sums[k] = sums[k] + g if k in sums else g
                 stitched[..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s] = t.core(h, s)
         grams = {k: v / self.n_pos[k] for k, v in sums.items()}
@@ -176,11 +180,19 @@ class SplitObjective(TiledTerms):
             for i in range(self.cut + 1):
                 h = self.model.body[i](h)
                 for k in at.get(i, ()):
-                    f = t.core(self._scaled(h), self.strides[k])
-                    outputs.append(gram_term(f, ghat[k] / self.n_pos[k], x.new_zeros(())))
+                    h, zero = self.core_tap(h, k, t, ghat)
+                    outputs.append(zero)
                     grad_outputs.append(None)
-            outputs.append(t.core(h, s))
-            grad_outputs.append(slope[..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s])
+            # The cut's gradient over the whole window, zero outside the core, in the
+            # window's layout: a slice's backward would hand the pooling a zero-filled
+            # contiguous tensor, and its backward two layout copies of a window.
+            seed = torch.zeros_like(h)
+            top, bottom, left, right = t.region(s)
+            seed[..., top:bottom, left:right] = slope[
+                ..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s
+            ]
+            outputs.append(h)
+            grad_outputs.append(seed)
             if self.tv_weight:
                 outputs.append(tv.term(xw, t))
                 grad_outputs.append(None)

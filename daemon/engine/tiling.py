@@ -31,11 +31,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, field
 
 import torch
 
-from .losses import flat_features, gram_sum, gram_term, style_layer_loss
+from .losses import Region, region_gram_sum, region_tap, style_layer_loss
 from .models import VGG_CONFIGS, FeatureExtractor
 
 
@@ -55,13 +55,17 @@ class Tile:
     def window(self, x: torch.Tensor) -> torch.Tensor:
         return x[..., self.wy0 : self.wy1, self.wx0 : self.wx1]
 
+    def region(self, stride: int) -> Region:
+        """(top, bottom, left, right) of the core in a feature map of this tile's window
+        at ``stride``."""
+        top, left = (self.y0 - self.wy0) // stride, (self.x0 - self.wx0) // stride
+        bottom = self.y1 // stride - self.wy0 // stride
+        right = self.x1 // stride - self.wx0 // stride
+        return top, bottom, left, right
+
     def core(self, f: torch.Tensor, stride: int) -> torch.Tensor:
         """The core's positions of a feature map of this tile's window at ``stride``."""
-        top, left = (self.y0 - self.wy0) // stride, (self.x0 - self.wx0) // stride
-        bottom, right = (
-            self.y1 // stride - self.wy0 // stride,
-            self.x1 // stride - self.wx0 // stride,
-        )
+        top, bottom, left, right = self.region(stride)
         return f[..., top:bottom, left:right]
 
 
@@ -146,16 +150,13 @@ def tiled_grams(
     products in the network's dtype (losses.gram_sum)."""
     strides = layer_strides(model, layers)
     sums: dict[str, torch.Tensor] = {}
-    counts = dict.fromkeys(layers, 0)
     with torch.no_grad():
         for t in tiles:
             feats = model(t.window(x).contiguous(memory_format=memory_format), layers, True)
             for layer in layers:
-                f = flat_features(t.core(feats[layer], strides[layer]))
-                g = gram_sum(f)
+                g = region_gram_sum(feats[layer], t.region(strides[layer]))
                 sums[layer] = sums[layer] + g if layer in sums else g
-                counts[layer] += f.shape[1]
-    return {layer: sums[layer] / counts[layer] for layer in layers}
+    return {layer: sums[layer] / core_positions(tiles, strides[layer]) for layer in layers}
 
 
 def tiled_features(
@@ -273,9 +274,28 @@ class TiledTerms:
     style_offset: float = 0.0
     memory_format: torch.memory_format = torch.contiguous_format
     interrupted: Callable[[], bool] | None = None
+    # Set by the subclasses: each layer's stride, and N_l, the whole picture's positions
+    # at each style layer (the Gram's divisor).
+    strides: dict[str, int] = field(init=False)
+    n_pos: dict[str, int] = field(init=False)
 
     def stopped(self) -> bool:
         return self.interrupted is not None and self.interrupted()
+
+    def core_tap(
+        self, h: torch.Tensor, layer: str, tile: Tile, ghat: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the body goes on with, a zero carrying the gradient of ⟨Ĝ, F Fᵀ⟩/N over
+        the tile's core) for a style layer's activations ``h`` (``F``: scaled as the
+        extractor scales them). Only that gradient is needed: the style loss came from
+        the Gram pass."""
+        slope = ghat[layer] / self.n_pos[layer]
+        region = tile.region(self.strides[layer])
+        scale = self.model.feature_scale
+        if scale == 1.0:
+            return region_tap(h, slope, region)
+        _, zero = region_tap(h * scale, slope, region)
+        return h, zero
 
 
 @dataclass(eq=False)
@@ -321,13 +341,16 @@ class TiledObjective(TiledTerms):
             if self.stopped():
                 return unfinished()
             xw = t.window(x).clone().requires_grad_(True)
-            feats = self.model(xw.contiguous(memory_format=fmt), self.layers, True)
             terms = []
-            for k in self.style_layers:
-                # Only the gradient of ⟨Ĝ, F Fᵀ⟩/N is needed: one product in the features'
-                # dtype, and no value (the style loss came from pass 1).
-                f = t.core(feats[k], self.strides[k])
-                terms.append(gram_term(f, ghat[k] / self.n_pos[k], x.new_zeros(())))
+
+            def tap(k: str, f: torch.Tensor, t: Tile = t, terms: list = terms) -> torch.Tensor:
+                if k not in ghat:
+                    return f
+                f, zero = self.core_tap(f, k, t, ghat)
+                terms.append(zero)
+                return f
+
+            feats = self.model(xw.contiguous(memory_format=fmt), self.layers, True, tap)
             for k in self.content_layers:
                 d = t.core(feats[k], self.strides[k]).float() - targets[k].float()
                 part = (d * d).sum() / self.content_counts[k]
