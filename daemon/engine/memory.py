@@ -264,8 +264,10 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
     Prefers the whole picture at any history, then the network split with its shallow
-    blocks in the largest tiles that fit (1.1-1.8 times a whole pass), then the whole
-    network in the largest tiles that fit (2.2-2.9 times), shortening L-BFGS's history
+    blocks in the largest tiles that fit (0.85-1.05 times a whole pass on 2 AMX cores at
+    1024-2048 px, bench_split.py), then the whole network in the largest tiles that fit
+    (2.2-2.9 times, measured on Zen 4 before the tiles' style terms stopped copying
+    their cores), shortening L-BFGS's history
     only where the next cheaper way would not fit. A whole
     2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one
     thread), while fewer curvature pairs cost less than that (bench_precision.py
