@@ -54,11 +54,11 @@ class Objective:
             return features
 
         # A scaled extractor's Gram comes from its scaled copy, not the body's tensor.
-        fused = self.model.feature_scale == 1.0
+        tapped = self.model.feature_scale == 1.0
         # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
         x_net = x.contiguous(memory_format=self.memory_format)
-        feats = self.model(x_net, self.layers, True, tap if fused else None)
-        if not fused:
+        feats = self.model(x_net, self.layers, True, tap if tapped else None)
+        if not tapped:
             style = {k: style_term(feats[k], g) for k, g in self.grams.items()}
         zero = x.new_zeros(())
         c = sum((content_term(feats[k], t) for k, t in self.content_targets.items()), zero)

@@ -100,7 +100,7 @@ class SplitObjective(TiledTerms):
                     for k in at.get(i, ()):
                         g = region_gram_sum(self._scaled(h), t.region(self.strides[k]))
                         sums[k] = sums[k] + g if k in sums else g
-                stitched[..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s] = t.core(h, s)
+                t.in_picture(stitched, s).copy_(t.core(h, s))
         grams = {k: v / self.n_pos[k] for k, v in sums.items()}
         return stitched, grams
 
@@ -187,10 +187,7 @@ class SplitObjective(TiledTerms):
             # window's layout: a slice's backward would hand the pooling a zero-filled
             # contiguous tensor, and its backward two layout copies of a window.
             seed = torch.zeros_like(h)
-            top, bottom, left, right = t.region(s)
-            seed[..., top:bottom, left:right] = slope[
-                ..., t.y0 // s : t.y1 // s, t.x0 // s : t.x1 // s
-            ]
+            t.core(seed, s).copy_(t.in_picture(slope, s))
             outputs.append(h)
             grad_outputs.append(seed)
             if self.tv_weight:

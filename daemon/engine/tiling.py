@@ -68,6 +68,10 @@ class Tile:
         top, bottom, left, right = self.region(stride)
         return f[..., top:bottom, left:right]
 
+    def in_picture(self, f: torch.Tensor, stride: int) -> torch.Tensor:
+        """The core's positions of a feature map of the whole picture at ``stride``."""
+        return f[..., self.y0 // stride : self.y1 // stride, self.x0 // stride : self.x1 // stride]
+
 
 def can_tile(model: FeatureExtractor) -> bool:
     """Only the VGG bodies (stride-2 pooling, 3x3 convolutions) have the alignment used here."""
