@@ -16,6 +16,10 @@ The two alternate (bare, iteration, bare, iteration, ...) after one warm-up pair
 load change on a shared machine hits both; each figure is the best of ``--repeat``. The
 ratio iteration / bare is the overhead around the network (issue 13's target: 1.2x).
 
+The heap keeps freed pages (allocator.keep_freed_pages), as the engine has it for a
+whole-picture scale its budget has room for; ``--return-pages`` measures glibc's
+default instead, which maps and faults in every large tensor in every pass.
+
 ``--profile SIZE`` adds torch.profiler's self CPU time of one bfloat16 channels-last
 iteration at that size, by group, next to the bare pass's: shares within one profile
 hold up on a loaded machine where seconds do not.
@@ -33,6 +37,7 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from impasto.daemon.engine.allocator import keep_freed_pages
 from impasto.daemon.engine.lbfgs import LBFGS
 from impasto.daemon.engine.losses import style_targets
 from impasto.daemon.engine.models import available_layers
@@ -192,7 +197,10 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", type=int, default=None, metavar="SIZE")
+    ap.add_argument("--return-pages", action="store_true", help="glibc's default: unmap")
     args = ap.parse_args()
+    kept = not args.return_pages and keep_freed_pages(True)
+    print(f"freed pages: {'kept' if kept else 'returned'}")
     print(f"torch threads: {torch.get_num_threads()}\n")
     print("| long edge | arithmetic | bare fwd+bwd s | engine iteration s | ratio |")
     print("|---|---|---|---|---|")

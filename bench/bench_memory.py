@@ -194,7 +194,7 @@ def child(
 def plan_text(m: dict) -> str:
     """The finest scale's plan: whole, tiles, or tiles up to a pooling layer (split)."""
     if not m["tile"]:
-        return "whole"
+        return "whole, pages kept" if m.get("keep_pages") else "whole"
     return f"{m['tile']}, after pool{m['split']} whole" if m.get("split") else str(m["tile"])
 
 

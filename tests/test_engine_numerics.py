@@ -187,6 +187,22 @@ def test_lbfgs_with_a_full_history_steps_like_the_textbook():
     assert float(x @ a @ x) < 1e-3 * float(points[0] @ a @ points[0])
 
 
+def test_lbfgs_drops_a_pair_without_curvature_and_reuses_its_buffers():
+    # A pair with sᵀy <= 0 would make H indefinite: it is refused, the step falls back to
+    # the first step's rule, and the next good pair is stored in the refused one's place.
+    opt = LBFGS(history=2, lr=1.0, first_step=0.1)
+    x0, g0 = torch.zeros(4, dtype=torch.float64), torch.tensor([1.0, 2.0, 3.0, 4.0]).double()
+    x1 = opt.step(x0, g0)
+    g1 = g0 - (x1 - x0)  # y = -s: negative curvature
+    x2 = opt.step(x1, g1)
+    torch.testing.assert_close(x2 - x1, -0.1 * g1 / g1.abs().max())
+    g2 = g1 + 2.0 * (x2 - x1)
+    x3 = opt.step(x2, g2)
+    torch.testing.assert_close(x3 - x2, _textbook_direction([(x2 - x1, g2 - g1)], g2))
+    block = opt._s[0].untyped_storage().data_ptr()
+    assert all(t.untyped_storage().data_ptr() == block for t in (*opt._s, *opt._y))
+
+
 def test_upscale_is_sharper_than_bilinear():
     edge = torch.zeros(1, 1, 8, 8)
     edge[..., 4:] = 1.0

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -222,10 +223,30 @@ def test_a_budget_that_holds_the_whole_pass_runs_the_finest_scale_untiled():
 
     whole, split, tiled = plan(12 * 1024), plan(3 * 1024), plan(2400)
     assert [s["tile"] for s in whole["scales"]] == [None] * len(whole["scales"])
+    # a whole scale keeps freed pages where the budget holds what the heap then keeps
+    assert [s["keep_pages"] for s in whole["scales"]] == [True] * len(whole["scales"])
+    assert split["scales"][0]["keep_pages"] and not split["scales"][-1]["keep_pages"]
     assert split["scales"][-1]["tile"] is not None and split["scales"][-1]["split"] == 2
     assert tiled["scales"][-1]["tile"] is not None and tiled["scales"][-1]["split"] is None
     assert split["seconds"] == pytest.approx(whole["seconds"], rel=0.05)
     assert tiled["seconds"] > 1.5 * whole["seconds"]
+
+
+def test_a_whole_scale_keeps_freed_pages_only_where_the_budget_holds_what_they_cost():
+    limits = memory.Limits("bfloat16", 0, halo=96, align=16, can_tile=True, can_keep_pages=True)
+    returned = memory.estimate(1536, 2048, "bfloat16", None, 96, 20)
+    kept = memory.estimate(1536, 2048, "bfloat16", None, 96, 20, keep_pages=True)
+    assert kept > returned
+    roomy = memory.plan_scale(1536, 2048, replace(limits, budget=kept))
+    assert roomy is not None and roomy.keep_pages and roomy.peak == kept
+    assert roomy.tile is None and roomy.history == 20
+    # room for the whole pass but not for the heap's holes: whole, pages returned
+    snug = memory.plan_scale(1536, 2048, replace(limits, budget=kept - 1))
+    assert snug is not None and not snug.keep_pages and snug.peak == returned
+    assert snug.tile is None and snug.history == 20
+    # where glibc's settings cannot be made (or on a GPU), never
+    off = memory.plan_scale(1536, 2048, replace(limits, budget=kept, can_keep_pages=False))
+    assert off is not None and not off.keep_pages and off.peak == returned
 
 
 def test_eta_weights_scales_by_cost_and_learns_speed():
@@ -393,3 +414,51 @@ def test_free_heap_pages_go_back_to_the_system_between_scales():
     released, dropped_mb = out.stdout.split()
     assert released == "True"
     assert int(dropped_mb) > 200  # of the 250 MB freed in holes
+
+
+_REUSE = """
+import resource, sys
+import torch
+from impasto.daemon.engine import allocator
+def faults_of_a_fresh_block():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(100 << 20, dtype=torch.uint8)  # 100 MB, written and freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+assert allocator.keep_freed_pages(sys.argv[1] == "kept")
+faults_of_a_fresh_block()
+again = faults_of_a_fresh_block()
+held = rss()
+assert allocator.keep_freed_pages(False)
+allocator.release_free_pages()
+print(again, (held - rss()) >> 20)
+"""
+
+
+@pytest.mark.skipif(not allocator.can_keep_pages(), reason="needs glibc's mallopt")
+def test_kept_pages_are_reused_by_the_next_pass_and_given_back_after():
+    """A block over glibc's threshold is mapped afresh, its 25600 pages faulted in, every
+    time; kept, the next block of its size reuses them, and they go back once the
+    engine stops keeping them (allocator.keep_freed_pages)."""
+
+    def run(mode: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _REUSE, mode], capture_output=True, text=True, check=True
+        )
+        faults, dropped_mb = out.stdout.split()
+        return int(faults), int(dropped_mb)
+
+    returned_faults, _ = run("returned")
+    kept_faults, dropped_mb = run("kept")
+    assert returned_faults > 20000  # 100 MB in 4 KB pages
+    assert kept_faults < 1000
+    assert dropped_mb > 90  # the kept 100 MB went back to the system
+
+
+def test_a_job_leaves_glibc_returning_freed_pages(content, style):
+    engine = Engine()
+    result = engine.run(content, style, JobOptions(size=64, iterations=2, scales=1))
+    assert result.memory["keep_pages"] == int(allocator.can_keep_pages())
+    assert not allocator.pages_kept()

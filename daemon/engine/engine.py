@@ -34,7 +34,13 @@ from impasto.shared.options import (
 )
 
 from . import colors, devices, eta, imageops, memory, schedule, tiling
-from .allocator import limit_arenas, limit_primitive_cache, release_free_pages
+from .allocator import (
+    can_keep_pages,
+    keep_freed_pages,
+    limit_arenas,
+    limit_primitive_cache,
+    release_free_pages,
+)
 from .losses import blended_style_targets, style_constant, style_targets
 from .models import EXTRACTOR_DEFAULT_LAYERS, VGG_CONFIGS, FeatureExtractor, check_layers
 from .objective import Objective
@@ -242,6 +248,9 @@ class Engine:
                     OUT_OF_MEMORY,
                 ) from exc
             raise
+        finally:  # an idle daemon holds no more than its models (allocator.py)
+            keep_freed_pages(False)
+            release_free_pages()
 
     def _run(
         self, content, styles, options, on_progress, cancel, init_image, extra_terms=None
@@ -368,6 +377,7 @@ class Engine:
                     "iterations": s.iterations,
                     "tile": m.tile,
                     "split": m.split,  # tiles run only the first this many pooling blocks
+                    "keep_pages": m.keep_pages,  # the heap reuses what a pass freed
                 }
                 for s, m in zip(setup.plan, setup.memory, strict=True)
             ],
@@ -455,6 +465,7 @@ class Engine:
             can_tile=tileable,
             base=base,
             splits=splits(model, upto, job_layers(opts)[0] if opts.content_weight > 0 else []),
+            can_keep_pages=device.type == "cpu" and can_keep_pages(),
         )
         plans = []
         for s in plan:
@@ -556,6 +567,7 @@ class _Run:
             "gram_tiles": gram_tiles,
             "split": p.split or 0,
             "history": p.history,
+            "keep_pages": int(p.keep_pages),
         }
 
     @staticmethod
@@ -769,6 +781,7 @@ class _Run:
             h, w = scale.height, scale.width
             finest = k == len(self.plan) - 1
             release_free_pages()  # what the last scale left in the heap (allocator.py)
+            keep_freed_pages(self.memory_plans[k].keep_pages)
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb, self.memory_plans[k])
             if x is None:

@@ -97,6 +97,15 @@ GPU_FREE_SHARE = 0.9
 # than gradient descent.
 HISTORIES = (20, 10, 6, 3)
 MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
+# A whole pass while the heap keeps freed pages (allocator.keep_freed_pages) holds more
+# than its live tensors: blocks freed between the forward and the backward leave holes
+# the next ones do not fit. With the pass term at 1300 B/px, the whole jobs measured
+# (7 Dec 2026, bench_memory.py --budget-mb 0 --iterations 25, bfloat16, 2 AMX cores)
+# held 1160, 1390 and 1480 B/px above BASE and the state at 1024x768, 1448x1086 and
+# 2048x1536, rising with the size (they peaked at 2.33, 4.09 and 7.50 GB against
+# 2.0-2.1, 3.25 and 4.52 returning the pages). A plan keeps pages only where the pass
+# term times this factor fits too.
+KEPT_PASS_FACTOR = 1.6
 # What whole jobs (multi-scale, frames, one malloc arena) held beyond the fresh-process
 # figures: they peaked 26 (2048 px) and 31 (4096 px) bytes per output pixel above the
 # estimate without this term. Since then the L-BFGS step keeps its previous point by
@@ -130,6 +139,9 @@ class MemoryPlan:
     # With a tile: how many pooling layers the tiles run through before the rest of the
     # network runs over the whole picture (split.py); None: the whole network in tiles.
     split: int | None = None
+    # Whether the heap keeps freed pages for the next pass (allocator.keep_freed_pages):
+    # faster, and counted in ``peak`` (KEPT_PASS_FACTOR).
+    keep_pages: bool = False
 
 
 def _meminfo() -> dict[str, int]:
@@ -222,16 +234,19 @@ def estimate(
     align: int = 16,
     gram_tile: int | None = None,
     split: tuple[int, int] | None = None,
+    keep_pages: bool = False,
 ) -> int:
     """Estimated peak bytes of a scale of ``height`` x ``width`` run as planned.
 
     ``split``: (pooling layers, their halo) when the tiles run only the network's
     shallow blocks. A tiled scale's Gram pass (pass 1, or a style image's targets) and
-    its gradient pass follow each other, so the larger of them counts."""
+    its gradient pass follow each other, so the larger of them counts. ``keep_pages``:
+    a whole pass with the heap keeping freed pages (``KEPT_PASS_FACTOR``)."""
     pixels = height * width
     state = pixels * (STATE_BYTES_PER_PX + STEP_BYTES_PER_PX + PAIR_BYTES_PER_PX * history)
     if tile is None:
-        return base + state + pixels * pass_bytes_per_px(dtype_name, False)
+        factor = KEPT_PASS_FACTOR if keep_pages else 1.0
+        return base + state + int(pixels * pass_bytes_per_px(dtype_name, False) * factor)
     g = gram_tile or tile
     gram_seen = window(height, g, halo, align) * window(width, g, halo, align)
     if split is None:
@@ -258,26 +273,29 @@ class Limits:
     # (pooling layers, halo) of each split of the network the job allows (split.py),
     # cheapest first; empty: none.
     splits: tuple[tuple[int, int], ...] = ()
+    # Whether a whole scale may keep freed pages (the CPU, where glibc's are mapped).
+    can_keep_pages: bool = False
 
 
 def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
-    Prefers the whole picture at any history, then the network split with its shallow
-    blocks in the largest tiles that fit (0.85-1.05 times a whole pass on 2 AMX cores at
-    1024-2048 px, bench_split.py), then the whole network in the largest tiles that fit
-    (2.2-2.9 times, measured on Zen 4 before the tiles' style terms stopped copying
-    their cores), shortening L-BFGS's history
-    only where the next cheaper way would not fit. A whole
-    2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one
-    thread), while fewer curvature pairs cost less than that (bench_precision.py
-    --history, 512 px, 120 iterations: 6 and 3 pairs left the average-pooled style 10%
-    and 17% above 20 pairs', the max-pooled 5% and 9% below, content within 3%). A tiled
-    scale's pass 1 then gets the largest windows the budget leaves.
+    Prefers the whole picture at any history (with the heap keeping its freed pages
+    where that fits too: 1.2-1.6x as fast, allocator.keep_freed_pages), then the network
+    split with its shallow blocks in the largest tiles that fit (0.85-1.05 times a whole
+    pass on 2 AMX cores at 1024-2048 px, bench_split.py), then the whole network in the
+    largest tiles that fit (2.2-2.9 times, measured on Zen 4 before the tiles' style
+    terms stopped copying their cores), shortening L-BFGS's history only where the next
+    cheaper way would not fit. A whole 2048x1536 iteration took under half the time of 4
+    tiles (14.6 s against 31.9 s, one thread), while fewer curvature pairs cost less
+    than that (bench_precision.py --history, 512 px, 120 iterations: 6 and 3 pairs left
+    the average-pooled style 10% and 17% above 20 pairs', the max-pooled 5% and 9%
+    below, content within 3%). A tiled scale's pass 1 then gets the largest windows the
+    budget leaves.
     """
     lim = limits
 
-    def peak(tile: int | None, history: int, gram: int | None = None, split=None) -> int:
+    def peak(tile: int | None, history: int, gram=None, split=None, keep=False) -> int:
         return estimate(
             height,
             width,
@@ -289,6 +307,7 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
             lim.align,
             gram,
             split,
+            keep,
         )
 
     def tiled(split: tuple[int, int] | None, first: int) -> MemoryPlan | None:
@@ -309,6 +328,9 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     for history in HISTORIES:
         whole = peak(None, history)
         if whole <= lim.budget:
+            kept = peak(None, history, keep=True)
+            if lim.can_keep_pages and kept <= lim.budget:
+                return MemoryPlan(None, history, kept, lim.budget, keep_pages=True)
             return MemoryPlan(None, history, whole, lim.budget)
     if not lim.can_tile:
         return None
