@@ -249,7 +249,6 @@ class Engine:
                 ) from exc
             raise
         finally:  # an idle daemon holds no more than its models (allocator.py)
-            keep_freed_pages(False)
             release_free_pages()
 
     def _run(
@@ -767,6 +766,17 @@ class _Run:
         return imageops.resize(x, self.plan[0].height, self.plan[0].width)
 
     def execute(self) -> tuple[np.ndarray, str | None]:
+        """The scales, one after the other: the picture and why it stopped (None: done).
+
+        The heap keeps freed pages while a scale so planned runs (allocator.py); the
+        setting is the process's, so only a CPU job changes it, and gives it back."""
+        try:
+            return self._scales()
+        finally:
+            if self.device.type == "cpu":
+                keep_freed_pages(False)
+
+    def _scales(self) -> tuple[np.ndarray, str | None]:
         x = None
         stop = None
         out_h, out_w = self.plan[-1].height, self.plan[-1].width
@@ -781,7 +791,8 @@ class _Run:
             h, w = scale.height, scale.width
             finest = k == len(self.plan) - 1
             release_free_pages()  # what the last scale left in the heap (allocator.py)
-            keep_freed_pages(self.memory_plans[k].keep_pages)
+            if self.device.type == "cpu":
+                keep_freed_pages(self.memory_plans[k].keep_pages)
             content_rgb = imageops.resize(self.content_rgb, h, w)
             objective = self._objective(h, w, content_rgb, self.memory_plans[k])
             if x is None:
