@@ -5,11 +5,13 @@
 
 Each size runs in its own process (so its peak RSS is the job's, not a previous one's)
 on tests/images tubingen/starry_night; the table shows the engine's memory plan (tile
-core edge, tiles, L-BFGS history), its estimated peak, the measured peak RSS, and the
-seconds per finest-scale iteration. A tiled scale's pass 1 (the Gram sums) runs in
-larger tiles of its own; their count is in brackets. A size the budget cannot hold
-shows the engine's too_large_for_device message instead. ``--budget-mb 0`` plans on
-the engine's default budget for this machine (memory.default_budget).
+core edge, tiles, L-BFGS history), its estimated peak, the measured peak RSS, the
+seconds per finest-scale iteration, how many the finest scale ran and how far its loss
+fell over the last 8 (the finish rule stops it under 1%: schedule.py). A tiled scale's
+pass 1 (the Gram sums) runs in larger tiles of its own; their count is in brackets. A
+size the budget cannot hold shows the engine's too_large_for_device message instead.
+``--budget-mb 0`` plans on the engine's default budget for this machine
+(memory.default_budget).
 
 ``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
 PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured.
@@ -158,6 +160,7 @@ def child(
         tile_size=tile_size,
     )
     times: list[float] = []
+    totals: list[float] = []  # the finest scale's total loss per iteration
     last = [time.perf_counter()]
 
     def on_progress(p) -> None:
@@ -168,6 +171,7 @@ def child(
         now = time.perf_counter()
         if p.scale == p.n_scales:
             times.append(now - last[0])
+            totals.append(p.losses["total"])
         last[0] = now
 
     engine = Engine(memory_budget=budget_mb * 1024**2 or None)
@@ -182,6 +186,10 @@ def child(
         # the first finest-scale iteration also builds that scale's targets
         out["per_iteration"] = min(times[1:] or times or [float("nan")])
         out["stop"] = result.stop_reason
+        out["finest"] = len(times)
+        # how far the finest scale's loss fell over its last 8 iterations (schedule.py's
+        # finish rule: under 1%)
+        out["last_drop"] = 1 - totals[-1] / totals[-9] if len(totals) > 8 else float("nan")
     except ImpastoError as exc:
         out = {"error": f"{exc.code}: {exc}"}
     del upload  # held to the end, as the worker holds its task's upload
@@ -234,9 +242,9 @@ def main() -> None:
         "| size | budget GB | tile (core px) | tiles (pass 1's) | history | estimate GB "
         "| peak RSS GB "
         "| s/iteration "
-        "| run s |"
+        "| run s | finest iterations | its last 8: loss drop |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     by_phase, firsts = {}, {}
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--child", "--sizes", str(size)]
@@ -264,7 +272,7 @@ def main() -> None:
             f"{m['tiles']} ({m['gram_tiles']}) | "
             f"{m['history']} | "
             f"{m['estimate'] / gb:.2f} | {r['peak_rss'] / gb:.2f} | {r['per_iteration']:.1f} | "
-            f"{r['elapsed']:.0f} ({r['stop']}) |"
+            f"{r['elapsed']:.0f} ({r['stop']}) | {r['finest']} | {r['last_drop']:.1%} |"
         )
     names = list(dict.fromkeys(k for p in by_phase.values() for k in p))
     if by_phase:
