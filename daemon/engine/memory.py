@@ -104,7 +104,8 @@ MIN_TILE_CORE = 256  # smaller tiles spend most of their pass on the overlap
 # held 1160, 1390 and 1480 B/px above BASE and the state at 1024x768, 1448x1086 and
 # 2048x1536, rising with the size (they peaked at 2.33, 4.09 and 7.50 GB against
 # 2.0-2.1, 3.25 and 4.52 returning the pages). A plan keeps pages only where the pass
-# term times this factor fits too.
+# term times this factor fits too. float32 is unmeasured: its holes are assumed to grow
+# with its pass term alike.
 KEPT_PASS_FACTOR = 1.6
 # What whole jobs (multi-scale, frames, one malloc arena) held beyond the fresh-process
 # figures: they peaked 26 (2048 px) and 31 (4096 px) bytes per output pixel above the
