@@ -282,17 +282,17 @@ def plan_scale(height: int, width: int, limits: Limits) -> MemoryPlan | None:
     """The fastest way to run a scale within the budget, or None when none fits.
 
     Prefers the whole picture at any history (with the heap keeping its freed pages
-    where that fits too: 1.2-1.6x as fast, allocator.keep_freed_pages), then the network
-    split with its shallow blocks in the largest tiles that fit (0.85-1.05 times a whole
-    pass on 2 AMX cores at 1024-2048 px, bench_split.py), then the whole network in the
-    largest tiles that fit (2.2-2.9 times, measured on Zen 4 before the tiles' style
-    terms stopped copying their cores), shortening L-BFGS's history only where the next
-    cheaper way would not fit. A whole 2048x1536 iteration took under half the time of 4
-    tiles (14.6 s against 31.9 s, one thread), while fewer curvature pairs cost less
-    than that (bench_precision.py --history, 512 px, 120 iterations: 6 and 3 pairs left
-    the average-pooled style 10% and 17% above 20 pairs', the max-pooled 5% and 9%
-    below, content within 3%). A tiled scale's pass 1 then gets the largest windows the
-    budget leaves.
+    where that fits too: 1.1-1.6x as fast at 1024-2048 px, allocator.keep_freed_pages),
+    then the network split with its shallow blocks in the largest tiles that fit
+    (0.85-1.05 times a whole pass returning its pages, on 2 AMX cores at 1024-2048 px,
+    bench_split.py), then the whole network in the largest tiles that fit (2.2-2.9
+    times, measured on Zen 4 before the tiles' style terms stopped copying their cores),
+    shortening L-BFGS's history only where the next cheaper way would not fit. A whole
+    2048x1536 iteration took under half the time of 4 tiles (14.6 s against 31.9 s, one
+    thread), while fewer curvature pairs cost less than that (bench_precision.py
+    --history, 512 px, 120 iterations: 6 and 3 pairs left the average-pooled style 10%
+    and 17% above 20 pairs', the max-pooled 5% and 9% below, content within 3%). A tiled
+    scale's pass 1 then gets the largest windows the budget leaves.
     """
     lim = limits
 
