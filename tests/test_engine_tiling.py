@@ -325,6 +325,20 @@ def test_eta_costs_a_tiled_scale_by_its_windows_and_both_passes():
     assert tiled.iterations == whole.iterations == 5
 
 
+@pytest.mark.skipif(not allocator.can_keep_pages(), reason="needs glibc's mallopt")
+def test_eta_costs_a_whole_scale_that_keeps_its_pages_less():
+    """A coarse scale that keeps its pages runs faster than the split scales after it;
+    the ETA must not learn that speed as the whole job's (eta.KEPT_SHARE)."""
+    opts = JobOptions(size=768, iterations=5, scales=1, precision="bfloat16")
+    base = memory.BASE_BYTES + 576 * 768 * memory.INPUT_BYTES_PER_PX
+    returned = memory.estimate(576, 768, "bfloat16", None, 0, 20, base)
+    kept = memory.estimate(576, 768, "bfloat16", None, 0, 20, base, keep_pages=True)
+    roomy = Engine(memory_budget=kept).eta_costs(576, 768, opts)[-1]
+    snug = Engine(memory_budget=(returned + kept) // 2).eta_costs(576, 768, opts)[-1]
+    assert snug.per_iteration == eta.FIXED_PX + 576 * 768
+    assert roomy.per_iteration == pytest.approx(eta.FIXED_PX + eta.KEPT_SHARE * 576 * 768)
+
+
 _ARENAS = """
 import ctypes, sys, tempfile, threading
 import torch

@@ -129,7 +129,11 @@ def scale_costs(
     align = tiling.alignment(model)
     for s, m in zip(plan, memory_plans, strict=True):
         if m.tile is None:
-            costs.append(eta.scale_cost(s.height, s.width, s.iterations, None, 1 + n_styles))
+            costs.append(
+                eta.scale_cost(
+                    s.height, s.width, s.iterations, None, 1 + n_styles, kept=m.keep_pages
+                )
+            )
             continue
         halo = tiling.halo(model, upto if m.split is None else cut_index(model, m.split))
         windows = tiling.window_areas(tiling.grid(s.height, s.width, m.tile, halo, align))

@@ -14,7 +14,8 @@ overhead dominate, so it said 4:12 left at 11 s of a 2:07 run. Here:
   from ``prior`` (the engine's speed from its previous job on that device) or, before
   any iteration at all, from ``DEFAULT_SECONDS_PER_UNIT``.
 
-bench/bench_eta.py reports its error over the run.
+bench/bench_eta.py reports its error over one job on the wall clock, eta_replay.py
+over bench_schedule.py's recorded runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ FORWARD_SHARE = 0.6
 # stopped cutting cores out of the tiles and the ReLU ran in the convolution, pool2's
 # split was 1.4-1.6x the whole pass there, and the shares were 0.4 and 0.55.)
 SPLIT_SHARE = {2: 0.0, 3: 0.05}
+# What a whole scale's pixel costs while the heap keeps its freed pages
+# (allocator.keep_freed_pages) against one that maps and faults them in every pass: the
+# cost model above was measured on the latter. Kept against returned, per iteration
+# (7 Dec 2026, 2 AMX cores, bfloat16): 0.93-0.96 at 512x384 and 0.71-0.72 at 1024x768
+# (bench_iteration.py), 0.87 at 1024x768, 0.83 at 1448x1086 and 0.63 at 2048x1536 in
+# whole jobs (bench_memory.py). A 2048 px job under 3 GB, whose coarse scales keep
+# pages and whose finest two are split, was predicted up to 25% short from 10% of the
+# run on and 10% from 25% without it; 18% and 1% with it (bench_eta.py --size 2048
+# --budget-mb 3072, wall clock, 416-421 s runs).
+KEPT_SHARE = 0.85
 # What the speed measured at earlier scales keeps of its weight when a finer one starts:
 # per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
 SCALE_DECAY = 0.5
@@ -66,11 +77,13 @@ def scale_cost(
     windows: list[int] | None,
     n_targets: int,
     gram_windows: list[int] | None = None,
+    kept: bool = False,
 ) -> ScaleCost:
     """Cost of one scale; ``windows``: the tiles' window areas when tiled, else None;
-    ``gram_windows``: pass 1's, when it runs in other tiles than pass 2."""
+    ``gram_windows``: pass 1's, when it runs in other tiles than pass 2; ``kept``: a
+    whole scale whose freed pages the heap keeps (``KEPT_SHARE``)."""
     if windows is None:
-        per = FIXED_PX + height * width
+        per = FIXED_PX + height * width * (KEPT_SHARE if kept else 1.0)
         targets = n_targets * TARGET_SHARE * height * width
     else:
         seen = sum(windows)
