@@ -53,8 +53,8 @@ SPLIT_SHARE = {2: 0.0, 3: 0.05}
 # (bench_iteration.py), 0.87 at 1024x768, 0.83 at 1448x1086 and 0.63 at 2048x1536 in
 # whole jobs (bench_memory.py). A 2048 px job under 3 GB, whose coarse scales keep
 # pages and whose finest two are split, was predicted up to 25% short from 10% of the
-# run on and 10% from 25% without it; 18% and 1% with it (bench_eta.py --size 2048
-# --budget-mb 3072, wall clock, 416-421 s runs).
+# run on and 10% from 25% without it; 18-20% and 1-11% with it, two runs
+# (bench_eta.py --size 2048 --budget-mb 3072, wall clock, 416-437 s runs).
 KEPT_SHARE = 0.85
 # What the speed measured at earlier scales keeps of its weight when a finer one starts:
 # per pixel, small pictures run less efficiently than the model's FIXED_PX captures.
