@@ -14,21 +14,16 @@ recorded runs on the CPU-seconds axis instead.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import plan_text
+from bench_schedule import EXT, eta_errors, rgb
 
 from impasto.daemon.engine import Engine
 from impasto.shared.options import JobOptions
-
-IMAGES = Path(__file__).resolve().parent.parent / "tests" / "images"
-FROM = (0.1, 0.25, 0.5)
-
-
-def picture(name: str) -> np.ndarray:
-    return np.asarray(Image.open(IMAGES / name).convert("RGB"), np.float32) / 255
 
 
 def main() -> None:
@@ -45,23 +40,19 @@ def main() -> None:
 
     engine = Engine(memory_budget=args.budget_mb * 1024**2 or None)
     opts = JobOptions(size=args.size, iterations=args.iterations, seed=0)
-    result = engine.run(picture("tubingen.jpg"), [picture("starry_night.jpg")], opts, on_progress)
+    content, style = rgb(EXT["tubingen"]), rgb(EXT["starry_night"])
+    result = engine.run(content, [style], opts, on_progress)
     end = time.perf_counter() - t0
     m = result.memory
-    plan = "whole" if not m["tile"] else f"{m['tiles']} tiles of {m['tile']} px"
-    if m["split"]:
-        plan += f" after pool{m['split']}"
-    if m["keep_pages"]:
-        plan += ", pages kept"
+    tiles = f" ({m['tiles']} tiles)" if m["tile"] else ""
     print(
-        f"{args.size} px, budget {m['budget'] / 1024**3:.2f} GB, finest scale {plan}; "
-        f"{result.iterations} iterations in {end:.0f} s\n"
+        f"{args.size} px, budget {m['budget'] / 1024**3:.2f} GB, finest scale "
+        f"{plan_text(m)}{tiles}; {result.iterations} iterations in {end:.0f} s\n"
     )
-    print("| from | worst error of the predicted end |")
+    print("| worst error of the predicted end | |")
     print("|---|---|")
-    for frac in FROM:
-        errors = [abs(t + e - end) / end for t, e, _ in log if t >= frac * end and e is not None]
-        print(f"| {frac:.0%} | {max(errors, default=float('nan')):.0%} |")
+    for since, error in eta_errors(log, end).items():
+        print(f"| {since} | {error:.0%} |")
     print("\n| s | scale | ETA s | predicted end s |")
     print("|---|---|---|---|")
     for t, e, k in log[:: max(1, len(log) // 12)]:
