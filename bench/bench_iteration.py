@@ -65,7 +65,7 @@ NETWORK_OPS = {
     "aten::avg_pool2d_backward": "ReLU and pooling",
     "aten::fill_": "ReLU and pooling",  # avg_pool2d_backward's zeroed gradient
 }
-GRAM_OPS = {"aten::mm", "aten::addmm"}
+GRAM_OPS = {"aten::mm", "aten::addmm", "aten::addmm_"}
 
 
 def picture(name: str, h: int, w: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto.daemon.engine import Engine, devices, imageops
+from impasto.daemon.engine import Engine, devices, imageops, losses
 from impasto.daemon.engine.lbfgs import LBFGS
 from impasto.daemon.engine.models import CAFFE, available_layers
 from impasto.daemon.engine.objective import Objective
@@ -231,3 +231,45 @@ def test_inputs_are_read_without_copying_what_is_already_float_in_range():
     assert as_u8.dtype == np.float32 and np.all(as_u8 == 1.0)
     assert np.allclose(as_u16, 32768 / 65535)
     assert np.allclose(as_int, [[[0.0, 128 / 255, 1.0]]])
+
+
+@pytest.mark.parametrize(
+    "dtype, layout",
+    [(torch.float64, torch.contiguous_format), (torch.float32, torch.channels_last)],
+    ids=["float64", "float32 channels-last"],
+)
+def test_objective_equals_the_papers_loss_by_plain_autograd(tubingen, starry_night, dtype, layout):
+    """The objective's taps (a content and a style term on one layer among them) give
+    the loss and gradient autograd gives for the paper's formulas written out."""
+    vgg = load_extractor("vgg19", "original", "avg", available_layers("vgg19")["conv3_1"])
+    vgg = vgg.to(dtype=dtype, memory_format=layout)
+    x0 = as_input(tubingen, (48, 40)).to(dtype)
+    style = as_input(starry_night, (48, 36)).to(dtype)
+    style_layers, content_layers = ["conv1_1", "conv2_1", "conv3_1"], ["conv2_1"]
+    with torch.no_grad():
+        sf = vgg(style.contiguous(memory_format=layout), style_layers)
+        targets = {k: losses.gram(f) for k, f in sf.items()}
+        ctargets = vgg(x0.contiguous(memory_format=layout), content_layers)
+    weights = {"conv1_1": 0.5, "conv2_1": 1.0, "conv3_1": 2.0}
+    objective = Objective(vgg, ctargets, targets, weights, 0.05, 10.0, 2.0, memory_format=layout)
+    x = (x0 + 20.0 * torch.randn_like(x0)).requires_grad_()
+    feats = vgg(x, style_layers + content_layers, True)  # in the network's dtype
+    rgb = x  # Caffe's VGG: TV sees input differences, which are 0..255 units
+    dx, dy = rgb[..., :, 1:] - rgb[..., :, :-1], rgb[..., 1:, :] - rgb[..., :-1, :]
+    tv = 0.5 * ((torch.sqrt(dx**2 + 1e-4) - 1e-2).mean() + (torch.sqrt(dy**2 + 1e-4) - 1e-2).mean())
+    ref = (
+        0.05 * losses.content_loss(feats["conv2_1"], ctargets["conv2_1"])
+        + 10.0
+        * sum(
+            w * losses.style_layer_loss(losses.gram(feats[k]), targets[k])
+            for k, w in weights.items()
+        )
+        + 2.0 * tv
+    )
+    (ref_grad,) = torch.autograd.grad(ref, x)
+    grad, values = objective.value_and_grad(x)
+    assert grad is not None
+    rtol = 1e-9 if dtype == torch.float64 else 2e-4
+    assert values["total"] == pytest.approx(ref.item(), rel=rtol)
+    scale = float(ref_grad.abs().max())
+    np.testing.assert_allclose(grad.numpy(), ref_grad.numpy(), rtol=0, atol=rtol * scale * 10)

@@ -44,10 +44,12 @@ def _gram_slope_product(
 ) -> torch.Tensor:
     """``m F`` in the features' layout (``F`` = ``features`` as (C, N)), added to ``into``
     in the same product where given (the GEMM's own accumulation, not a pass of its own),
-    written to ``out`` (a view into a larger gradient) where given."""
+    written to ``out`` (a view into a larger gradient) where given. ``out`` may be
+    ``into`` itself: the product then accumulates in place, without copying ``into``."""
     flat = flat_features(features)
     if out is None:
         out = torch.empty_like(features)  # dense, in the features' memory format
+    in_place = out is into
     flat_out = flat_features(out)
     acc = None if into is None else flat_features(into)
     a, b, dest = m, flat, flat_out
@@ -56,9 +58,30 @@ def _gram_slope_product(
         acc = None if acc is None else acc.t()
     if acc is None:
         torch.mm(a, b, out=dest)
+    elif in_place:
+        dest.addmm_(a, b)
     else:
         torch.addmm(acc, a, b, out=dest)
     return out
+
+
+def _owned(grad: torch.Tensor, like: torch.Tensor) -> bool:
+    """Whether a gradient autograd hands a backward is the caller's alone to write into,
+    dense in ``like``'s layout and dtype.
+
+    autograd passes one tensor on to several inputs where a node's gradient is its
+    output's (an addition's operands), so a gradient is written in place only when no
+    other tensor holds it or its storage (autograd's own input buffers check the same).
+    """
+    use_count = getattr(grad, "_use_count", None)
+    return (
+        use_count is not None
+        and grad.dtype == like.dtype
+        and grad.shape == like.shape
+        and grad.stride() == like.stride()
+        and use_count() == 1
+        and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) == 2  # with this one
+    )
 
 
 # A tile's core: rows top:bottom and columns left:right of a window's feature map.
@@ -117,15 +140,27 @@ class _GramTerm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor):
+    def forward(
+        ctx, features: torch.Tensor, slope: torch.Tensor, scale: float, value: torch.Tensor
+    ):
         ctx.save_for_backward(features, slope)
+        ctx.scale = scale
         return value.clone()
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
         features, slope = ctx.saved_tensors
-        m = (slope * (2.0 * grads[0])).to(features.dtype)  # (S + Sᵀ) F with S symmetric
-        return _gram_slope_product(features, m, None), None, None
+        m = _product_matrix(slope, ctx.scale, grads[0], features.dtype)
+        return _gram_slope_product(features, m, None), None, None, None
+
+
+def _product_matrix(
+    slope: torch.Tensor, scale: float, grad: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """``(S + Sᵀ) · grad`` for the symmetric slope ``scale · slope``, in ``dtype``: one
+    pass over a slope already in ``dtype`` (a bfloat16 times a 0-dim float32 stays
+    bfloat16)."""
+    return (slope * (grad * (2.0 * scale))).to(dtype)
 
 
 class _GramTap(torch.autograd.Function):
@@ -144,10 +179,12 @@ class _GramTap(torch.autograd.Function):
         ctx,
         features: torch.Tensor,
         slope: torch.Tensor,
+        scale: float,
         value: torch.Tensor,
         region: Region | None,
     ):
         ctx.save_for_backward(features, slope)
+        ctx.scale = scale
         ctx.region = region
         ctx.set_materialize_grads(False)  # past the last layer: None, not a zero tensor
         return features.view_as(features), value.clone()
@@ -157,19 +194,22 @@ class _GramTap(torch.autograd.Function):
         features, slope = ctx.saved_tensors
         network, grad_value = grads
         if grad_value is None:
-            return network, None, None, None
-        m = (slope * (2.0 * grad_value)).to(features.dtype)
+            return network, None, None, None, None
+        m = _product_matrix(slope, ctx.scale, grad_value, features.dtype)
         if ctx.region is None:
-            return _gram_slope_product(features, m, network), None, None, None
+            out = network if network is not None and _owned(network, features) else None
+            return _gram_slope_product(features, m, network, out), None, None, None, None
         if network is None:
             network = torch.zeros_like(features)
-        return _region_slope(features, m, network, ctx.region), None, None, None
+        return _region_slope(features, m, network, ctx.region), None, None, None, None
 
 
-def gram_term(features: torch.Tensor, slope: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """``value`` (a float32 scalar) with the gradient of ⟨slope, F Fᵀ⟩ w.r.t. ``features``
-    (1, C, H, W)."""
-    out = _GramTerm.apply(features, slope, value)
+def gram_term(
+    features: torch.Tensor, slope: torch.Tensor, scale: float, value: torch.Tensor
+) -> torch.Tensor:
+    """``value`` (a float32 scalar) with the gradient of ⟨scale · slope, F Fᵀ⟩ w.r.t.
+    ``features`` (1, C, H, W)."""
+    out = _GramTerm.apply(features, slope, scale, value)
     assert isinstance(out, torch.Tensor)
     return out
 
@@ -212,14 +252,19 @@ def gram_sum(flat: torch.Tensor) -> torch.Tensor:
         return hi.float().add_(lo.float())
 
 
-def _style_slope(features: torch.Tensor, target: GramTarget) -> tuple[torch.Tensor, torch.Tensor]:
-    """(slope, value) of ``style_layer_loss(gram(features), A)``: its value, and the
-    ``slope`` whose ⟨slope, F Fᵀ⟩ has its gradient."""
+def _style_slope(
+    features: torch.Tensor, target: GramTarget
+) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """(slope, scale, value) of ``style_layer_loss(gram(features), A)``: ⟨scale · slope,
+    F Fᵀ⟩ has its gradient, and the slope is ``G − A`` in the features' dtype (what the
+    backward's product takes). The value is a norm: ``(d * d).sum()`` took 0.5 ms for a
+    512x512 float32 matrix on 2 AMX cores, the norm 0.02 ms (a micro-timing)."""
     flat = flat_features(features)
     c, n = flat.shape
     d = target.difference(flat)
     # ∂/∂G of Σ(G − A)²/C⁴ is 2(G − A)/C⁴, and G = F Fᵀ / N.
-    return d * (2.0 / (c**4 * n)), (d * d).sum() / c**4
+    value = torch.linalg.vector_norm(d).square() / c**4
+    return d.to(features.dtype), 2.0 / (c**4 * n), value
 
 
 def style_term(features: torch.Tensor, target: GramTarget) -> torch.Tensor:
@@ -242,7 +287,7 @@ def region_tap(
     the region's positions): a tile's part of a style term whose value came from the
     whole picture's Gram matrices, without cutting its core out of the features."""
     alias, value = _GramTap.apply(
-        features, slope, features.new_zeros((), dtype=torch.float32), region
+        features, slope, 1.0, features.new_zeros((), dtype=torch.float32), region
     )
     return alias, value
 
@@ -256,39 +301,103 @@ def style_layer_loss(gram_matrix: torch.Tensor, target_gram: torch.Tensor) -> to
     return torch.mean((gram_matrix - target_gram) ** 2) / (c * c)
 
 
-class _ContentTerm(torch.autograd.Function):
-    """content_loss for features in the network's dtype against a float32 target: one
-    fused pass each way (autograd's version copies the features to float32, and its
-    backward takes four passes and a cast)."""
+class ContentTarget:
+    """A content target ``P`` for features in ``dtype``, held in that dtype where it is
+    exact there (a target the same bfloat16 network computed is), so ``F − P`` is one
+    pass in the features' dtype. Against a float32 target the difference promotes: at
+    conv4_2 of 512x384 px on 2 AMX cores the forward took 3.0 ms that way and 0.7 ms in
+    bfloat16, at 2048x1536 px 65 ms and 55 (a micro-timing, this session's notes)."""
+
+    def __init__(self, target: torch.Tensor, dtype: torch.dtype):
+        native = target.to(dtype)
+        exact = native.dtype == target.dtype or torch.equal(native.to(target.dtype), target)
+        self.target = native if exact else target
+
+
+class _ContentTap(torch.autograd.Function):
+    """``content_loss`` of ``features`` as a value beside an alias of them the network
+    goes on with (as ``_GramTap``): its backward adds ``2 (F − P) / n`` to the network's
+    gradient in place where that is its own, one pass instead of a product, a cast and
+    autograd's sum of the two branches."""
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, target: torch.Tensor):
-        diff = torch.sub(features, target)  # promoted to the target's dtype
+        diff = torch.sub(features, target)  # the target's dtype where it is wider
         ctx.save_for_backward(diff)
         ctx.dtype = features.dtype
-        return torch.linalg.vector_norm(diff).square() / diff.numel()
+        ctx.set_materialize_grads(False)
+        wide = torch.promote_types(diff.dtype, torch.float32)  # bfloat16 sums in float32
+        value = torch.linalg.vector_norm(diff, dtype=wide).square() / diff.numel()
+        return features.view_as(features), value
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None):
+        (diff,) = ctx.saved_tensors
+        network, grad_value = grads
+        if grad_value is None:
+            return network, None
+        scale = grad_value * (2.0 / diff.numel())
+        if network is None:
+            return (diff * scale).to(ctx.dtype), None
+        if _owned(network, diff):
+            return network.addcmul_(diff, scale), None
+        return network + (diff * scale).to(ctx.dtype), None
+
+
+def content_tap(features: torch.Tensor, target: ContentTarget) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the features to go on with, ``content_loss(features, target)``, in float32 or
+    wider)."""
+    alias, value = _ContentTap.apply(features, target.target)
+    return alias, value
+
+
+def content_term(features: torch.Tensor, target: ContentTarget) -> torch.Tensor:
+    """``content_loss(features, target)``, differentiable: ``content_tap``'s value, for
+    features the network does not go on from."""
+    _, value = content_tap(features, target)
+    return value
+
+
+class _TotalVariation(torch.autograd.Function):
+    """``tv_loss``: per direction a difference, a ``hypot`` and a sum forward, and the
+    slope ``d / hypot(d, ε)`` kept for four in-place passes backward. autograd's own
+    version ran some 35 picture-sized ops: 3.5 ms of a 512x384 iteration on 2 AMX cores
+    (bench_iteration.py --profile 512)."""
+
+    @staticmethod
+    def forward(ctx, rgb255: torch.Tensor, eps: float):
+        means, slopes = [], []
+        for dim in (-1, -2):
+            d = torch.diff(rgb255, dim=dim)
+            n = max(d.numel(), 1)
+            h = torch.hypot(d, d.new_full((), eps))
+            # ε taken off the sum, not each term: rounding leaves a flat picture at -1e-9
+            means.append(((h.sum() - eps * d.numel()) / n).clamp_min(0.0))
+            slopes.append(d.div_(h).mul_(0.5 / n))  # ∂/∂d of half the mean
+        ctx.save_for_backward(*slopes)
+        ctx.shape = rgb255.shape
+        return 0.5 * (means[0] + means[1])
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
-        (diff,) = ctx.saved_tensors
-        # A float32 product, then the cast: torch.mul into a bfloat16 ``out`` took 17x as
-        # long on conv4_2 at 512x384 (7.3 ms against 0.42, 2 AMX cores, bench micro-timing).
-        return (diff * (grads[0] * (2.0 / diff.numel()))).to(ctx.dtype), None
-
-
-def content_term(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``content_loss(features.float(), target)``, differentiable, without the copy."""
-    out = _ContentTerm.apply(features, target)
-    assert isinstance(out, torch.Tensor)
-    return out
+        sx, sy = ctx.saved_tensors
+        g = sx.new_zeros(ctx.shape)
+        for part, slope, sign in (
+            (g[..., :, 1:], sx, 1.0),
+            (g[..., :, :-1], sx, -1.0),
+            (g[..., 1:, :], sy, 1.0),
+            (g[..., :-1, :], sy, -1.0),
+        ):
+            part.addcmul_(slope, grads[0], value=sign)
+        return g, None
 
 
 def tv_loss(rgb255: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Mean smooth-L1 difference of horizontal and vertical neighbours, halved."""
-    dx = rgb255[..., :, 1:] - rgb255[..., :, :-1]
-    dy = rgb255[..., 1:, :] - rgb255[..., :-1, :]
-    e2 = eps * eps
-    return 0.5 * ((torch.sqrt(dx * dx + e2) - eps).mean() + (torch.sqrt(dy * dy + e2) - eps).mean())
+    """Mean smooth-L1 difference of horizontal and vertical neighbours, halved:
+    ``0.5 (mean(√(dx² + ε²) − ε) + mean(√(dy² + ε²) − ε))``."""
+    out = _TotalVariation.apply(rgb255, eps)
+    assert isinstance(out, torch.Tensor)
+    return out
 
 
 def style_targets(features: dict[str, torch.Tensor], layers: list[str]) -> dict[str, torch.Tensor]:

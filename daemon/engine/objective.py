@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .losses import GramTarget, content_term, style_tap, style_term, tv_loss
+from .losses import (
+    ContentTarget,
+    GramTarget,
+    content_tap,
+    content_term,
+    style_tap,
+    style_term,
+    tv_loss,
+)
 from .models import FeatureExtractor
 
 
@@ -32,11 +40,14 @@ class Objective:
     extra_terms: dict[str, Callable[[torch.Tensor], torch.Tensor]] = field(default_factory=dict)
     layers: list[str] = field(init=False)
     grams: dict[str, GramTarget] = field(init=False)
+    contents: dict[str, ContentTarget] = field(init=False)
     tv_scale: list[float] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.layers = list(dict.fromkeys([*self.content_targets, *self.style_targets]))
-        self.grams = {k: GramTarget(t, self.model.dtype) for k, t in self.style_targets.items()}
+        dtype = self.model.dtype
+        self.grams = {k: GramTarget(t, dtype) for k, t in self.style_targets.items()}
+        self.contents = {k: ContentTarget(t, dtype) for k, t in self.content_targets.items()}
         # TV sees neighbour differences only, so to_rgb(x)·255's mean and channel order
         # drop out: x times 255·std/scale per channel (1 for Caffe's VGG: x itself).
         prep = self.model.preprocessing
@@ -46,22 +57,25 @@ class Objective:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss (differentiable) and its weighted terms as floats."""
         style: dict[str, torch.Tensor] = {}
+        content: dict[str, torch.Tensor] = {}
 
         def tap(layer: str, features: torch.Tensor) -> torch.Tensor:
-            if layer not in self.grams:
-                return features
-            features, style[layer] = style_tap(features, self.grams[layer])
+            if layer in self.contents:
+                features, content[layer] = content_tap(features, self.contents[layer])
+            if layer in self.grams:
+                features, style[layer] = style_tap(features, self.grams[layer])
             return features
 
-        # A scaled extractor's Gram comes from its scaled copy, not the body's tensor.
+        # A scaled extractor's terms come from its scaled copy, not the body's tensor.
         tapped = self.model.feature_scale == 1.0
         # LBFGS needs a plain contiguous parameter; the network prefers channels-last.
         x_net = x.contiguous(memory_format=self.memory_format)
         feats = self.model(x_net, self.layers, True, tap if tapped else None)
         if not tapped:
             style = {k: style_term(feats[k], g) for k, g in self.grams.items()}
+            content = {k: content_term(feats[k], t) for k, t in self.contents.items()}
         zero = x.new_zeros(())
-        c = sum((content_term(feats[k], t) for k, t in self.content_targets.items()), zero)
+        c = sum(content.values(), zero)
         s = sum((self.style_layer_weights[k] * v for k, v in style.items()), zero)
         terms = [self.content_weight * c, self.style_weight * s]
         tv = zero

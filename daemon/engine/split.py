@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .allocator import release_free_pages
-from .losses import GramTarget, content_term, region_gram_sum, style_term
+from .losses import ContentTarget, GramTarget, content_term, region_gram_sum, style_term
 from .tiling import (
     TiledTerms,
     TileTV,
@@ -70,12 +70,12 @@ class SplitObjective(TiledTerms):
         self.strides = layer_strides(model, list(self.style_targets))
         self.cut_stride = stride_at(model, cut)
         self.n_pos = {k: core_positions(self.tiles, self.strides[k]) for k in self.shallow_targets}
-        self.content_targets: dict[str, torch.Tensor] = {}
+        self.content_targets: dict[str, ContentTarget] = {}
         if content_input is not None and self.content_layers:
             stitched, _ = self._shallow(content_input, [])
             with torch.no_grad():
                 deep = self._deep(stitched, self.content_layers, lambda k, f: f.float())
-            self.content_targets = deep
+            self.content_targets = {k: ContentTarget(t, model.dtype) for k, t in deep.items()}
 
     # -- the two parts ----------------------------------------------------------------
     def _shallow(
