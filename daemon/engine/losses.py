@@ -73,14 +73,17 @@ def _owned(grad: torch.Tensor, like: torch.Tensor) -> bool:
     output's (an addition's operands), so a gradient is written in place only when no
     other tensor holds it or its storage (autograd's own input buffers check the same).
     """
+    # torch's private counters (2.14): without them, never in place.
     use_count = getattr(grad, "_use_count", None)
+    storage_users = getattr(torch._C, "_storage_Use_Count", None)
     return (
         use_count is not None
+        and storage_users is not None
         and grad.dtype == like.dtype
         and grad.shape == like.shape
         and grad.stride() == like.stride()
         and use_count() == 1
-        and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) == 2  # with this one
+        and storage_users(grad.untyped_storage()._cdata) == 2  # with the one asked here
     )
 
 
