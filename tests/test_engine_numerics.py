@@ -242,7 +242,7 @@ def test_objective_equals_the_papers_loss_by_plain_autograd(tubingen, starry_nig
     """The objective's taps (a content and a style term on one layer among them) give
     the loss and gradient autograd gives for the paper's formulas written out."""
     vgg = load_extractor("vgg19", "original", "avg", available_layers("vgg19")["conv3_1"])
-    vgg = vgg.to(dtype=dtype, memory_format=layout)
+    vgg = vgg.to(memory_format=layout).to(dtype=dtype)
     x0 = as_input(tubingen, (48, 40)).to(dtype)
     style = as_input(starry_night, (48, 36)).to(dtype)
     style_layers, content_layers = ["conv1_1", "conv2_1", "conv3_1"], ["conv2_1"]
