@@ -190,12 +190,18 @@ def test_content_term_equals_the_autograd_content_loss(rng, dtype, exact):
 def _tap(kind: str, x: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if kind == "style":
         return losses.style_tap(x, losses.GramTarget(losses.gram(p), x.dtype))
+    if kind == "region":  # a tile's core inside the feature map
+        return losses.region_tap(x, losses.gram(p), (1, 4, 1, 3))
     return losses.content_tap(x, losses.ContentTarget(p, x.dtype))
 
 
 def _term(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """What ``_tap``'s value stands for (for a region: the gradient's, its value is 0)."""
     if kind == "style":
         return losses.style_layer_loss(losses.gram(x), losses.gram(p))
+    if kind == "region":
+        core = x[..., 1:4, 1:3].reshape(x.shape[1], -1)
+        return (losses.gram(p) * (core @ core.t())).sum()
     return losses.content_loss(x, p)
 
 
@@ -230,7 +236,7 @@ def test_a_tap_adds_its_gradient_to_the_networks(rng, kind, fmt, downstream):
     assert got_grad.is_contiguous(memory_format=fmt)
 
 
-@pytest.mark.parametrize("kind", ["style", "content"])
+@pytest.mark.parametrize("kind", ["style", "content", "region"])
 @pytest.mark.parametrize("view", [False, True], ids=["directly", "through a view"])
 def test_a_tap_leaves_a_gradient_it_shares_alone(rng, kind, view):
     """An addition hands the same gradient tensor to both its operands: a tap behind one
@@ -323,7 +329,7 @@ class _Fresh(torch.autograd.Function):
         return fresh
 
 
-@pytest.mark.parametrize("kind", ["style", "content"])
+@pytest.mark.parametrize("kind", ["style", "content", "region"])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 def test_a_tap_adds_into_a_network_gradient_of_its_own(rng, kind, fmt):
     """The network's gradient, the layer's own, comes back from the tap as the same

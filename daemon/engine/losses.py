@@ -114,18 +114,23 @@ def region_gram_sum(features: torch.Tensor, region: Region) -> torch.Tensor:
 
 
 def _region_slope(
-    features: torch.Tensor, m: torch.Tensor, network: torch.Tensor, region: Region
+    features: torch.Tensor, m: torch.Tensor, network: torch.Tensor | None, region: Region
 ) -> torch.Tensor:
     """``network`` plus ``m F`` at the region's positions: the product over the region's
-    full-width rows, accumulated into a copy of ``network``, less the side strips'."""
-    layout = torch.channels_last if features.stride(1) == 1 else torch.contiguous_format
-    network = network.contiguous(memory_format=layout)
-    out = torch.empty_like(features, memory_format=layout)
+    full-width rows, accumulated in place into ``network`` where that is the caller's own
+    (``_owned``; else into a copy, zeros where None), less the side strips'. The copy was
+    a twentieth of a tiled 2048x1536 iteration in 12 tiles of 672 px (0.55 s of 11.8 s
+    profiled, 2 AMX cores)."""
+    if network is None:
+        out = torch.zeros_like(features)
+    elif _owned(network, features):
+        out = network
+    else:
+        layout = torch.channels_last if features.stride(1) == 1 else torch.contiguous_format
+        out = network.clone(memory_format=layout)
     top, bottom, _left, _right = region
-    band = slice(top, bottom)
-    _gram_slope_product(features[..., band, :], m, network[..., band, :], out[..., band, :])
-    out[..., :top, :] = network[..., :top, :]
-    out[..., bottom:, :] = network[..., bottom:, :]
+    band = out[..., top:bottom, :]
+    _gram_slope_product(features[..., top:bottom, :], m, band, band)
     for rows, cols in _side_strips(features, region):
         out[..., rows, cols] -= _gram_slope_product(features[..., rows, cols], m, None)
     return out
@@ -202,8 +207,6 @@ class _GramTap(torch.autograd.Function):
         if ctx.region is None:
             out = network if network is not None and _owned(network, features) else None
             return _gram_slope_product(features, m, network, out), None, None, None, None
-        if network is None:
-            network = torch.zeros_like(features)
         return _region_slope(features, m, network, ctx.region), None, None, None, None
 
 
