@@ -254,8 +254,8 @@ def test_objective_equals_the_papers_loss_by_plain_autograd(tubingen, starry_nig
     objective = Objective(vgg, ctargets, targets, weights, 0.05, 10.0, 2.0, memory_format=layout)
     x = (x0 + 20.0 * torch.randn_like(x0)).requires_grad_()
     feats = vgg(x, style_layers + content_layers, True)  # in the network's dtype
-    rgb = x  # Caffe's VGG: TV sees input differences, which are 0..255 units
-    dx, dy = rgb[..., :, 1:] - rgb[..., :, :-1], rgb[..., 1:, :] - rgb[..., :-1, :]
+    # Caffe's VGG: TV's differences are the input's own, in 0..255 units
+    dx, dy = x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
     tv = 0.5 * ((torch.sqrt(dx**2 + 1e-4) - 1e-2).mean() + (torch.sqrt(dy**2 + 1e-4) - 1e-2).mean())
     ref = (
         0.05 * losses.content_loss(feats["conv2_1"], ctargets["conv2_1"])

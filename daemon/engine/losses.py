@@ -312,7 +312,7 @@ class ContentTarget:
     exact there (a target the same bfloat16 network computed is), so ``F − P`` is one
     pass in the features' dtype. Against a float32 target the difference promotes: at
     conv4_2 of 512x384 px on 2 AMX cores the forward took 3.0 ms that way and 0.7 ms in
-    bfloat16, at 2048x1536 px 65 ms and 55 (a micro-timing, this session's notes)."""
+    bfloat16, at 2048x1536 px 65 ms and 55 (a micro-timing)."""
 
     def __init__(self, target: torch.Tensor, dtype: torch.dtype):
         native = target.to(dtype)
