@@ -53,6 +53,8 @@ def test_fused_convolution_and_relu_match_the_two_modules(vgg, dtype, layout):
             conv = torch.nn.Conv2d(m.in_channels, m.out_channels, 3, padding=1)
             conv.load_state_dict(m.state_dict())
             plain += [conv, torch.nn.ReLU()]
+        elif isinstance(m, models.HalvingAverage):
+            plain.append(torch.nn.AvgPool2d(2, 2))
         elif not isinstance(m, torch.nn.Identity):
             plain.append(m)
     reference = torch.nn.Sequential(*plain).requires_grad_(False)
@@ -68,6 +70,31 @@ def test_fused_convolution_and_relu_match_the_two_modules(vgg, dtype, layout):
     for a, b in zip(out["fused"], out["plain"], strict=True):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
     assert out["plain"][1].abs().max() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(12, 16), (13, 9)])
+def test_halving_average_gives_torchs_pooling_and_gradient(dtype, layout, size):
+    """The pooling's own backward against torch's AvgPool2d: the same values bit for
+    bit (a quarter is exact), zero on an odd side's last row and column, and the
+    input's layout kept (a layout change costs the next backward a copy)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, *size, generator=gen).to(dtype).contiguous(memory_format=layout)
+    seed = torch.randn(1, 8, size[0] // 2, size[1] // 2, generator=gen).to(dtype)
+    out = {}
+    for name, pool in (("ours", models.HalvingAverage()), ("torch", torch.nn.AvgPool2d(2, 2))):
+        leaf = x.clone().requires_grad_(True)
+        y = pool(leaf)
+        (g,) = torch.autograd.grad(y, leaf, seed.contiguous(memory_format=layout))
+        out[name] = (y, g)
+    assert torch.equal(out["ours"][0], out["torch"][0])
+    assert torch.equal(out["ours"][1], out["torch"][1])
+    g = out["ours"][1]
+    assert g.shape == x.shape and g.is_contiguous(memory_format=layout)
+    rows, cols = 2 * (size[0] // 2), 2 * (size[1] // 2)
+    assert g[..., rows:, :].eq(0).all() and g[..., :, cols:].eq(0).all()
+    assert g[..., :rows, :cols].ne(0).float().mean() > 0.9
 
 
 def test_a_body_ending_at_a_convolution_keeps_it_unrectified():
