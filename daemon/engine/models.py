@@ -284,7 +284,7 @@ class _HalvingAverageFunction(torch.autograd.Function):
 
 class HalvingAverage(nn.AvgPool2d):
     """VGG's 2x2 average pooling (stride 2), with ``_HalvingAverageFunction``'s backward
-    on the CPU, where torch's own is the slow one."""
+    on the CPU, where torch's own was measured slow; elsewhere torch's pooling."""
 
     def __init__(self) -> None:
         super().__init__(kernel_size=2, stride=2)
@@ -299,7 +299,8 @@ class HalvingAverage(nn.AvgPool2d):
 
 def build_vgg_features(extractor: str, pooling: str, upto: int) -> nn.Sequential:
     """torchvision's ``features`` layout, built only up to module index ``upto``; each
-    convolution whose ReLU is in the body is a ``ConvReLU`` before an ``nn.Identity``."""
+    convolution whose ReLU is in the body is a ``ConvReLU`` before an ``nn.Identity``,
+    each average pooling a ``HalvingAverage``."""
     layers: list[nn.Module] = []
     channels = 3
     for v in VGG_CONFIGS[extractor]:
