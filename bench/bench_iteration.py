@@ -63,7 +63,7 @@ NETWORK_OPS = {
     "aten::threshold_backward": "ReLU and pooling",
     "aten::avg_pool2d": "ReLU and pooling",
     "aten::avg_pool2d_backward": "ReLU and pooling",
-    "aten::fill_": "ReLU and pooling",  # avg_pool2d_backward's zeroed gradient
+    "aten::fill_": "ReLU and pooling",  # torch's pooling backward zeroes its gradient
     "aten::upsample_nearest2d": "ReLU and pooling",  # models.HalvingAverage's backward
 }
 GRAM_OPS = {"aten::mm", "aten::addmm", "aten::addmm_"}

@@ -74,7 +74,7 @@ class SplitObjective(TiledTerms):
         if content_input is not None and self.content_layers:
             stitched, _ = self._shallow(content_input, [])
             with torch.no_grad():
-                deep = self._deep(stitched, self.content_layers, lambda k, f: f.float())
+                deep = self._deep(stitched, self.content_layers, lambda k, f: f)
             self.content_targets = {k: ContentTarget(t, model.dtype) for k, t in deep.items()}
 
     # -- the two parts ----------------------------------------------------------------
