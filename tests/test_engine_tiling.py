@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto.daemon.engine import CancelToken, Engine, allocator, eta, memory, tiling
+from impasto.daemon.engine import CancelToken, Engine, allocator, eta, memory, schedule, tiling
 from impasto.daemon.engine.engine import CALIBRATION_ITERATIONS
 from impasto.daemon.engine.losses import gram
 from impasto.daemon.engine.models import available_layers
@@ -296,6 +296,26 @@ def test_eta_expects_a_finishing_job_to_end_its_finest_scale_early():
     assert e.remaining() == pytest.approx(fine.per_iteration * e.speed)
     e.finish()  # flat: the run ends here
     assert e.remaining() == 0
+
+
+def test_a_preflight_expects_a_long_job_to_end_where_its_finest_loss_flattens(monkeypatch):
+    """The "fine" preset at 2048 px ends once its finest loss is flat, at about
+    FINISH_EXPECTED of its 123 planned finest iterations (schedule.py): the time before
+    the run counts those; the standard preset's 62 all run, and the plan says nothing."""
+    engine = Engine(memory_budget=3 * 1024 * memory.MB)
+
+    def plan(**kw):
+        return engine.preflight(1536, 2048, JobOptions(size=2048, precision="bfloat16", **kw))
+
+    fine, standard = plan(quality="fine"), plan()
+    assert fine["scales"][-1]["iterations"] > schedule.FINISH_EXPECTED
+    assert fine["finest_expected"] == schedule.FINISH_EXPECTED
+    assert standard["scales"][-1]["iterations"] < schedule.FINISH_EXPECTED
+    assert standard["finest_expected"] is None
+    assert plan(quality="fine", stroke_scale="medium")["finest_expected"] is None  # no rule
+    monkeypatch.setattr(schedule, "FINISH_EXPECTED", None)
+    every = plan(quality="fine")
+    assert every["finest_expected"] is None and every["seconds"] > fine["seconds"]
 
 
 def test_calibrate_gives_a_fresh_engines_estimate_the_speed_it_measured():

@@ -46,11 +46,16 @@ PLATEAU_DROP = 0.02
 # (62 finest iterations), two pairs, rule off, every rule replayed: any rule that fired
 # left the judges worse than the budget's end (avg-pooled style +22% at best, 5-14% of
 # the CPU saved; window 4 / 5% cost +116-137%), and 8 / 2% fired on neither pair. So this
-# rule only ends a longer job ("fine") whose loss has truly stopped moving, and the ETA
-# counts every iteration (FINISH_EXPECTED None) until a bench shows where it fires.
+# rule only ends a longer job ("fine") whose loss has truly stopped moving.
 FINISH_WINDOW = 8
 FINISH_DROP = 0.01
-FINISH_EXPECTED: int | None = None
+# Where it fires, for the ETA: the "fine" preset at 2048 px under a 3 GB budget (123
+# finest iterations planned, more carried from coarse scales that flattened) finished at
+# the finest scale's 83rd iteration on tubingen/starry_night and its 95th on
+# rocket/starry_night (2 AMX cores, 604-720 s). Counting every planned iteration, the
+# ETA predicted 924-930 s for a job that ended at 628 s (48% off); the middle of the two
+# is within 6 iterations (30 s) of both.
+FINISH_EXPECTED: int | None = 89
 # "auto" up to AUTO_SINGLE_MAX watches one scale's first PROBE_ITERATIONS: where the
 # style loss keeps over SLOW_STYLE of its start there, the rest of the budget goes
 # coarse-to-fine as PROBE_SWITCH_TO plans it, where big colour fields move at a
