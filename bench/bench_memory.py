@@ -1,17 +1,17 @@
 """Peak memory of whole jobs against the engine's estimate and budget, one fresh process each.
 
     .venv/bin/python bench/bench_memory.py [--sizes 1024 2048 4096] [--iterations 2]
-        [--budget-mb 3072] [--scales 1] [--frames 0]
+        [--budget-mb 3072] [--scales 1] [--frames 0] [--content tubingen.jpg]
 
 Each size runs in its own process (so its peak RSS is the job's, not a previous one's)
-on tests/images tubingen/starry_night; the table shows the engine's memory plan (tile
-core edge, tiles, L-BFGS history), its estimated peak, the measured peak RSS, the
-seconds per finest-scale iteration, how many the finest scale ran and how far its loss
-fell over the last 8 (the finish rule stops it under 1%: schedule.py). A tiled scale's
-pass 1 (the Gram sums) runs in larger tiles of its own; their count is in brackets. A
-size the budget cannot hold shows the engine's too_large_for_device message instead.
-``--budget-mb 0`` plans on the engine's default budget for this machine
-(memory.default_budget).
+on tests/images tubingen/starry_night (``--content``, ``--style``: others there); the
+table shows the engine's memory plan (tile core edge, tiles, L-BFGS history), its
+estimated peak, the measured peak RSS, the seconds per finest-scale iteration, how many
+the finest scale ran and how far its loss fell over the last 8 (the finish rule stops it
+under 1%: schedule.py). A tiled scale's pass 1 (the Gram sums) runs in larger tiles of
+its own; their count is in brackets. A size the budget cannot hold shows the engine's
+too_large_for_device message instead. ``--budget-mb 0`` plans on the engine's default
+budget for this machine (memory.default_budget).
 
 ``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
 PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured.
@@ -107,6 +107,7 @@ def child(
     frames: int,
     layer: bool,
     tile_size: int | None = None,
+    pair: tuple[str, str] = ("tubingen.jpg", "starry_night.jpg"),
 ) -> None:
     import numpy as np
     from PIL import Image
@@ -139,7 +140,7 @@ def child(
     phases.wrap(lbfgs.LBFGS, "step", "L-BFGS step")
     frames_dir = Path(tempfile.mkdtemp(prefix="bench_memory_"))
 
-    picture = Image.open(IMAGES / "tubingen.jpg").convert("RGB")
+    picture = Image.open(IMAGES / pair[0]).convert("RGB")
     upload = None
     if layer:  # the layer at the output size, RGBA, as the worker gets it
         scale = size / max(picture.size)
@@ -148,7 +149,7 @@ def child(
         content = upload.to_numpy()
     else:
         content = np.asarray(picture, np.float32) / 255
-    style = np.asarray(Image.open(IMAGES / "starry_night.jpg").convert("RGB"), np.float32) / 255
+    style = np.asarray(Image.open(IMAGES / pair[1]).convert("RGB"), np.float32) / 255
     opts = JobOptions(
         size=size,
         iterations=iterations,
@@ -217,6 +218,8 @@ def main() -> None:
     ap.add_argument("--tile-size", type=int, help="tile the finest scale at this core size")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--time-limit", type=float, help="stop each job after this many seconds")
+    ap.add_argument("--content", default="tubingen.jpg", help="a picture in tests/images")
+    ap.add_argument("--style", default="starry_night.jpg", help="a picture in tests/images")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -230,10 +233,12 @@ def main() -> None:
             args.frames,
             args.layer,
             args.tile_size,
+            (args.content, args.style),
         )
         return
     print(
-        (f"budget {args.budget_mb} MB" if args.budget_mb else "the machine's default budget")
+        f"{args.content} in the style of {args.style}; "
+        + (f"budget {args.budget_mb} MB" if args.budget_mb else "the machine's default budget")
         + f", {args.iterations} iterations, scales={args.scales}, "
         f"precision {args.precision}, frames {args.frames}"
         + (", content as an RGBA layer at the output size\n" if args.layer else "\n")
@@ -252,6 +257,7 @@ def main() -> None:
         cmd += ["--scales", str(args.scales), "--precision", args.precision]
         cmd += ["--frames", str(args.frames)] + (["--layer"] if args.layer else [])
         cmd += ["--tile-size", str(args.tile_size)] if args.tile_size else []
+        cmd += ["--content", args.content, "--style", args.style]
         if args.time_limit:
             cmd += ["--time-limit", str(args.time_limit)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
