@@ -8,10 +8,10 @@ on tests/images tubingen/starry_night (``--content``, ``--style``: others there)
 table shows the engine's memory plan (tile core edge, tiles, L-BFGS history), its
 estimated peak, the measured peak RSS, the seconds per finest-scale iteration, how many
 the finest scale ran and how far its loss fell over the last 8 (the finish rule stops it
-under 1%: schedule.py). A tiled scale's pass 1 (the Gram sums) runs in larger tiles of
-its own; their count is in brackets. A size the budget cannot hold shows the engine's
-too_large_for_device message instead. ``--budget-mb 0`` plans on the engine's default
-budget for this machine (memory.default_budget).
+under 1%, and the run shows "finished": schedule.py). A tiled scale's pass 1 (the Gram
+sums) runs in larger tiles of its own; their count is in brackets. A size the budget
+cannot hold shows the engine's too_large_for_device message instead. ``--budget-mb 0``
+plans on the engine's default budget for this machine (memory.default_budget).
 
 ``--scales 0`` runs the default schedule and ``--frames N`` saves N progress frames as
 PNGs the way ``impasto stylize --frames`` does, so a whole CLI job is measured.
@@ -186,7 +186,9 @@ def child(
         }
         # the first finest-scale iteration also builds that scale's targets
         out["per_iteration"] = min(times[1:] or times or [float("nan")])
-        out["stop"] = result.stop_reason
+        # "done" with iterations to spare: the finish rule ended it (schedule.finished)
+        early = result.stop_reason == "done" and result.iterations < iterations
+        out["stop"] = "finished" if early else result.stop_reason
         out["finest"] = len(times)
         # how far the finest scale's loss fell over its last 8 iterations (schedule.py's
         # finish rule: under 1%)
