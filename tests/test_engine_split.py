@@ -34,6 +34,10 @@ def vgg():
 
 @pytest.fixture(scope="module")
 def problem(vgg, images_dir):
+    return make_problem(vgg, images_dir)
+
+
+def make_problem(vgg, images_dir):
     """A picture away from its content, the content, and the style's Gram targets."""
     prep = vgg.preprocessing
     c = prep.to_input(load(images_dir / "tubingen.jpg", (200, 150)))
@@ -61,6 +65,18 @@ def problem(vgg, images_dir):
     ],
 )
 def test_split_loss_and_gradient_equal_the_whole_pictures(vgg, problem, pool, core, fmt):
+    assert_split_is_whole(vgg, problem, pool, core, fmt)
+
+
+def test_a_split_of_the_mixed_pooling_network_is_exact_too(images_dir):
+    """``pooling="mix"`` (part max pooling): a tile's window holds each pooling window
+    of its core whole, so the split's maxima, and where their gradients go, are the
+    whole picture's."""
+    vgg = load_extractor("vgg19", "original", "mix", available_layers("vgg19")["conv5_1"])
+    assert_split_is_whole(vgg, make_problem(vgg, images_dir), 2, 64, torch.channels_last)
+
+
+def assert_split_is_whole(vgg, problem, pool, core, fmt):
     x, c, targets = problem
     cut = tiling.pool_indices(vgg)[pool - 1]
     tiles = tiling.grid(150, 200, core, tiling.halo(vgg, cut), tiling.alignment(vgg))
