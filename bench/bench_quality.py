@@ -5,15 +5,14 @@
 
 Issue 13's first target: at 512 px, reach the quality of pastiche's 300 L-BFGS steps on
 style *and* content (independent judge) in a fraction of its time. For each pair,
-pastiche 1.6.0 runs 300 steps with its default objective (content 0.01, style 10, no
-TV) and network (VGG19 with max pooling, its ``--pooling`` default), saving a picture
-every 50 steps; then Impasto runs, saving
-frames, once on the same objective and once on its own default weights (content 0.05,
-TV 2: what the CLI and the dialogs use), with its other defaults (stroke scale auto,
-automatic precision); ``--objectives`` picks, and ``--poolings avg mix`` runs each with
-Impasto's network pooled both ways.
-Both are scored by two judges, the original VGG19 with average pooling (Impasto's
-network by default) and with max pooling (pastiche's), style and content apart.
+pastiche 1.6.0 runs 300 steps with its default objective (content 0.01, style 10, no TV)
+and network (VGG19 with max pooling, its ``--pooling`` default), saving a picture every
+50 steps; then Impasto runs, saving frames, once on the same objective and once on its
+own default weights (content 0.05, TV 2: what the CLI and the dialogs use), with its
+other defaults (stroke scale auto, automatic precision); ``--objectives`` picks, and
+``--poolings avg mix`` runs each with Impasto's network pooled both ways. Both are
+scored by two judges, the original VGG19 with average pooling (Impasto's network by
+default) and with max pooling (pastiche's), style and content apart.
 The table gives, per judge, the first Impasto frame at or below pastiche's final
 picture on style and on content, and its CPU time as a share of pastiche's.
 

@@ -95,7 +95,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--pooling",
         choices=CHOICES["pooling"],
-        help="network pooling: avg (default), max, or mix (their mean)",
+        help="network pooling: avg (default), max, or mix (average, a fifth of the way to max)",
     )
     m.add_argument("--extractor", choices=CHOICES["extractor"], help="feature network")
     m.add_argument(

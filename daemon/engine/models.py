@@ -299,7 +299,7 @@ class HalvingAverage(nn.AvgPool2d):
 
 class AverageWithSomeMax(HalvingAverage):
     """2x2 pooling (stride 2): each window's average, moved ``MAX_SHARE`` of the way to
-    its maximum (``pooling="mix"``), a network neither pooling's judge is.
+    its maximum (``pooling="mix"``), so the network is neither judge's.
 
     A picture is scored best by a network pooled as its optimiser's was. At 512 px on five
     pairs (200 iterations, BENCHMARKS.md "Whose network is the judge?"), against the
@@ -318,20 +318,25 @@ class AverageWithSomeMax(HalvingAverage):
         return torch.lerp(average, torch.nn.functional.max_pool2d(input, 2, 2), self.MAX_SHARE)
 
 
-POOLINGS: dict[str, type[nn.Module]] = {"avg": HalvingAverage, "mix": AverageWithSomeMax}
+# The pooling layer each ``pooling`` option builds.
+POOLINGS: dict[str, Callable[[], nn.Module]] = {
+    "avg": HalvingAverage,
+    "max": lambda: nn.MaxPool2d(2, 2),
+    "mix": AverageWithSomeMax,
+}
 
 
 def build_vgg_features(extractor: str, pooling: str, upto: int) -> nn.Sequential:
     """torchvision's ``features`` layout, built only up to module index ``upto``; each
     convolution whose ReLU is in the body is a ``ConvReLU`` before an ``nn.Identity``,
-    each average pooling a ``HalvingAverage`` (``POOLINGS``; "max": ``nn.MaxPool2d``)."""
+    each pooling the option's layer (``POOLINGS``)."""
     layers: list[nn.Module] = []
     channels = 3
     for v in VGG_CONFIGS[extractor]:
         if len(layers) > upto:
             break
         if v == "M":
-            layers.append(POOLINGS[pooling]() if pooling in POOLINGS else nn.MaxPool2d(2, 2))
+            layers.append(POOLINGS[pooling]())
         elif len(layers) + 1 <= upto:
             layers += [ConvReLU(channels, int(v), kernel_size=3, padding=1), nn.Identity()]
             channels = int(v)
