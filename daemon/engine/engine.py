@@ -370,9 +370,6 @@ class Engine:
         opts = check_options(options if options is not None else JobOptions())
         setup = self._setup(height, width, opts)
         estimate = self._eta(setup, opts, n_styles)
-        expected = estimate.finest_expected
-        if expected is not None and expected >= setup.plan[-1].iterations:
-            expected = None  # the time counts every planned iteration anyway
         return {
             "width": setup.plan[-1].width,
             "height": setup.plan[-1].height,
@@ -392,7 +389,7 @@ class Engine:
             "seconds": estimate.total_before(),
             # the finest scale's iterations the time assumes when a flat loss ends the
             # job early (schedule.finishes), else None: all of them
-            "finest_expected": expected,
+            "finest_expected": estimate.finest_shortened,
             "speed_measured": (str(setup.device), setup.dtype) in self._speeds,
         }
 

@@ -167,6 +167,13 @@ class Eta:
         self.costs = costs
         self.scale, self.done_in_scale, self.targets_built = 0, 0, False
 
+    @property
+    def finest_shortened(self) -> int | None:
+        """``finest_expected`` where it is fewer than the finest scale was given (else
+        every planned iteration counts, and None)."""
+        fe = self.finest_expected
+        return fe if fe is not None and fe < self.costs[-1].iterations else None
+
     def _iterations(self, k: int) -> int:
         """Iterations expected of scale ``k``: the finest may end early on a flat loss,
         and while it runs past its expected count, one more is expected at a time."""
